@@ -1,0 +1,148 @@
+//! The raw configuration: a serde mirror of `chirpd.toml`, before any validation.
+//!
+//! Every key the file may hold is declared here with its default, and unknown keys are errors, so that a
+//! typo in a key is reported instead of silently ignored. Nothing here resolves secrets or compiles
+//! templates; `config::validate` does that.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub dispatch: RawDispatch,
+    #[serde(default)]
+    pub sources: BTreeMap<String, RawSource>,
+    #[serde(default)]
+    pub destinations: BTreeMap<String, RawDestination>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: String,
+    pub max_body_bytes: u64,
+    pub header_timeout: String,
+    pub body_timeout: String,
+    pub max_connections: usize,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "127.0.0.1:8787".to_string(),
+            max_body_bytes: 1024 * 1024,
+            header_timeout: "10s".to_string(),
+            body_timeout: "30s".to_string(),
+            max_connections: 256,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    pub path: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            path: "chirpd.db".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDispatch {
+    pub retry_base: String,
+    pub retry_max: String,
+    pub give_up_after: String,
+    pub request_timeout: String,
+    pub protected_check_every: String,
+}
+
+impl Default for RawDispatch {
+    fn default() -> Self {
+        RawDispatch {
+            retry_base: "5s".to_string(),
+            retry_max: "15m".to_string(),
+            give_up_after: "24h".to_string(),
+            request_timeout: "30s".to_string(),
+            protected_check_every: "6h".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub provider: String,
+    pub secret: Option<String>,
+    /// Replay window for schemes that sign a timestamp (Standard Webhooks).
+    pub tolerance: Option<String>,
+    /// Generic `hmac` provider: the header carrying the signature.
+    pub header: Option<String>,
+    /// Generic `hmac` provider: sha1, sha256 or sha512.
+    pub algorithm: Option<String>,
+    /// Generic `hmac` provider: hex or base64.
+    pub encoding: Option<String>,
+    /// Generic `hmac` provider: text before the digest, e.g. `sha256=`.
+    pub prefix: Option<String>,
+    /// Generic `hmac` provider: the header carrying a delivery id, for dedupe.
+    pub delivery_header: Option<String>,
+    /// Generic `hmac` provider: the header naming the event, for routing by native name.
+    pub event_header: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestination {
+    pub kind: String,
+    #[serde(default = "default_api_base")]
+    pub api_base: String,
+    pub consumer_key: Option<String>,
+    pub consumer_secret: Option<String>,
+    pub access_token: Option<String>,
+    pub access_token_secret: Option<String>,
+    #[serde(default = "default_true")]
+    pub require_protected: bool,
+    #[serde(default)]
+    pub limits: Vec<String>,
+    #[serde(default = "default_overflow")]
+    pub overflow: String,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub source: String,
+    pub events: Vec<String>,
+    pub when: Option<String>,
+    pub to: Vec<String>,
+    pub template: Option<String>,
+    pub template_file: Option<String>,
+}
+
+fn default_api_base() -> String {
+    "https://api.x.com".to_string()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_overflow() -> String {
+    "queue".to_string()
+}

@@ -1,0 +1,115 @@
+//! Fanout: turns stored deliveries into outbox items.
+//!
+//! The ingress stores a verified delivery and answers at once; this task then runs the pure `plan`
+//! (normalize → route → render → fit) on it and stores the resulting outbox items and the delivery's new
+//! state in one transaction. A crash in between leaves the delivery `received`, and it is planned again on
+//! restart; the outbox's unique key (delivery, route, destination) makes that idempotent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock;
+use crate::config::Config;
+use crate::outbox::{NewItem, Store, StoredDelivery};
+use crate::plan;
+
+/// How many deliveries one store read fetches.
+const BATCH: usize = 64;
+
+/// Runs until `shutdown`; `wake` is notified by the ingress after each stored delivery, and `planned` is
+/// bumped after new outbox items are stored, to wake the dispatchers.
+pub async fn run(
+    store: Store,
+    config: watch::Receiver<Arc<Config>>,
+    wake: Arc<Notify>,
+    planned: watch::Sender<u64>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let batch = match store.unplanned(BATCH).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot read deliveries to plan; retrying in 1 s.");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        };
+        if batch.is_empty() {
+            tokio::select! {
+                _ = wake.notified() => continue,
+                _ = shutdown.cancelled() => return,
+            }
+        }
+        for delivery in batch {
+            let cfg = config.borrow().clone();
+            if let Err(e) = plan_one(&store, &cfg, delivery).await {
+                tracing::error!(error = %e, "Cannot store a delivery's plan; it stays queued for planning.");
+                break;
+            }
+        }
+        planned.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+async fn plan_one(store: &Store, cfg: &Config, d: StoredDelivery) -> Result<(), crate::outbox::StoreError> {
+    let now = clock::now_ms();
+    let Some(source) = cfg.sources.get(&d.source) else {
+        let error = format!("source {:?} is no longer configured", d.source);
+        tracing::warn!(delivery = %d.id, %error, "Delivery not planned.");
+        return store
+            .save_plan(d.id, "unknown".into(), None, Vec::new(), Some(error), now)
+            .await;
+    };
+    let payload: serde_json::Value = match serde_json::from_slice(&d.body) {
+        Ok(p) => p,
+        Err(e) => {
+            // The ingress only stores JSON, so this is a store written by something else.
+            let error = format!("stored body is not JSON: {e}");
+            return store
+                .save_plan(d.id, "unknown".into(), None, Vec::new(), Some(error), now)
+                .await;
+        }
+    };
+    let plan = plan::plan(&cfg.pipeline, &d.source, &source.provider, d.event.as_deref(), &payload);
+    for (route, e) in &plan.errors {
+        tracing::error!(delivery = %d.id, route, location = %e.location, error = %e.message,
+            "A route's template failed; its posts for this delivery are skipped.");
+    }
+    let errors = (!plan.errors.is_empty()).then(|| {
+        plan.errors
+            .iter()
+            .map(|(_, e)| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    let items: Vec<NewItem> = plan
+        .posts
+        .into_iter()
+        .map(|p| NewItem {
+            route: p.route,
+            kind: cfg
+                .destinations
+                .get(&p.destination)
+                .map_or("tweet", |d| d.kind.name()),
+            destination: p.destination,
+            text: p.text,
+            length: p.length,
+        })
+        .collect();
+    tracing::debug!(delivery = %d.id, native = %plan.event.native, posts = items.len(), "Delivery planned.");
+    store
+        .save_plan(
+            d.id,
+            plan.event.native.clone(),
+            plan.event.kind.map(|k| k.as_str()),
+            items,
+            errors,
+            now,
+        )
+        .await
+}

@@ -1,0 +1,39 @@
+//! `/healthz` (the process answers) and `/readyz` (it can do its job, with the reasons if not).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::ingress::AppState;
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready when the store commits and no destination needs the admin. Rate-limit waits are listed but do
+/// not make the daemon unready: they end on their own.
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let mut reasons = Vec::new();
+    if let Err(e) = state.store.counts().await {
+        reasons.push(format!("store: {e}"));
+    }
+    let holds = state.health.holds();
+    for (dest, hold) in &holds {
+        if hold.needs_admin {
+            reasons.push(format!("destination {dest}: {}", hold.reason));
+        }
+    }
+    let ready = reasons.is_empty();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let config = state.config.borrow().clone();
+    (
+        status,
+        Json(json!({
+            "ready": ready,
+            "reasons": reasons,
+            "holds": holds,
+            "config": config.path.as_ref().map(|p| p.display().to_string()),
+        })),
+    )
+}

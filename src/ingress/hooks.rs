@@ -1,0 +1,119 @@
+//! `POST /hooks/{source}`: the webhook endpoint.
+//!
+//! The order is the contract of SPEC §1: find the source; refuse an oversized body before reading it
+//! (413); read the body within the body timeout; verify the signature on the exact raw bytes (401);
+//! answer provider handshakes; only then look at the body (400 if it is not JSON); dedupe and store it
+//! with fsync; and only then answer 202 (or 200 for a duplicate). A store failure answers 503 so the
+//! sender retries, and nothing was half-written.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::clock;
+use crate::ingress::AppState;
+use crate::normalize::{self, Handshake};
+use crate::outbox::NewDelivery;
+
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(source_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let cfg = state.config.borrow().clone();
+    let Some(source) = cfg.sources.get(&source_id) else {
+        return reject(StatusCode::NOT_FOUND, format!("unknown source {source_id:?}"));
+    };
+    let max = cfg.server.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return too_large(max);
+    }
+    let read = tokio::time::timeout(cfg.server.body_timeout, Limited::new(body, max).collect()).await;
+    let body = match read {
+        Err(_) => {
+            return reject(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("body not received within {} s", cfg.server.body_timeout.as_secs()),
+            );
+        }
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(max),
+        Ok(Err(e)) => return reject(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")),
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+
+    let now = clock::now_ms();
+    if let Err(e) = source.verifier.verify(&headers, &body, now) {
+        tracing::warn!(source = %source_id, reason = %e, "Webhook refused: signature check failed.");
+        return reject(StatusCode::UNAUTHORIZED, e.to_string());
+    }
+    let meta = normalize::meta(&source.provider, &headers);
+    if let Some(Handshake::Ping) = normalize::handshake(&source.provider, &meta) {
+        tracing::info!(source = %source_id, "Ping answered.");
+        return (StatusCode::OK, Json(json!({"ping": "pong"}))).into_response();
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "form-encoded bodies are not accepted: set the webhook's content type to application/json".into(),
+        );
+    }
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+        return reject(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}"));
+    }
+
+    let sha = hex::encode(Sha256::digest(&body));
+    let delivery = NewDelivery {
+        source: source_id.clone(),
+        dedupe_key: meta.delivery_id.clone().unwrap_or_else(|| format!("sha256:{sha}")),
+        body_sha256: (!meta.id_is_signed).then_some(sha),
+        event: meta.event.clone(),
+        body,
+        received_at: now,
+    };
+    match state.store.record_delivery(delivery).await {
+        Ok(r) if r.duplicate => {
+            tracing::info!(source = %source_id, id = %r.id, "Duplicate delivery acknowledged; nothing new to post.");
+            (StatusCode::OK, Json(json!({"id": r.id, "duplicate": true}))).into_response()
+        }
+        Ok(r) => {
+            state.fanout.notify_one();
+            tracing::debug!(source = %source_id, id = %r.id, event = meta.event.as_deref().unwrap_or("-"), "Webhook stored.");
+            (StatusCode::ACCEPTED, Json(json!({"id": r.id, "duplicate": false}))).into_response()
+        }
+        Err(e) => {
+            tracing::error!(source = %source_id, error = %e, "Cannot store a webhook; the sender was told to retry.");
+            reject(StatusCode::SERVICE_UNAVAILABLE, "store unavailable; retry later".into())
+        }
+    }
+}
+
+/// `HEAD /hooks/{source}`: some senders (Trello) check that the URL exists before using it.
+pub async fn head(State(state): State<AppState>, Path(source_id): Path<String>) -> StatusCode {
+    if state.config.borrow().sources.contains_key(&source_id) {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+fn too_large(max: usize) -> Response {
+    reject(StatusCode::PAYLOAD_TOO_LARGE, format!("body exceeds {max} bytes"))
+}
+
+fn reject(status: StatusCode, reason: String) -> Response {
+    (status, Json(json!({"error": reason}))).into_response()
+}

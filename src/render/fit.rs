@@ -1,0 +1,280 @@
+//! The fit: makes rendered text obey a destination's length rule.
+//!
+//! For tweets the rule is twitter-text v3's weighted length (URLs count 23, CJK and emoji 2, after NFC),
+//! counted by the `twitter-text` crate; this file is its only user. Text over the limit is shortened at a
+//! word boundary with `…`, removing words from the end; URLs, @mentions and #hashtags are never cut (they
+//! are dropped whole only when nothing else is left to remove). This module must not do I/O.
+
+use twitter_text::extractor::Extractor;
+use twitter_text_config::Configuration;
+use unicode_normalization::UnicodeNormalization;
+
+/// A destination's length rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// X posts: weighted length at most 280.
+    Tweet,
+    /// X direct messages: at most 10,000 characters.
+    Dm,
+}
+
+impl Limit {
+    pub fn max(self) -> usize {
+        match self {
+            Limit::Tweet => 280,
+            Limit::Dm => 10_000,
+        }
+    }
+
+    /// The length of `text` as this rule counts it.
+    pub fn measure(self, text: &str) -> usize {
+        match self {
+            Limit::Tweet => weighted_length(text),
+            Limit::Dm => text.chars().count(),
+        }
+    }
+}
+
+/// Text that obeys its limit, with its measured length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fitted {
+    pub text: String,
+    pub length: usize,
+    /// Whether words had to be removed.
+    pub shortened: bool,
+}
+
+/// twitter-text v3's weighted length of `text`.
+pub fn weighted_length(text: &str) -> usize {
+    let parsed = twitter_text::parse(text, &Configuration::default(), true);
+    usize::try_from(parsed.weighted_length).unwrap_or(0)
+}
+
+const ELLIPSIS: &str = "…";
+
+/// Fits `text` to `limit`: NFC-normalizes it, then shortens it at word boundaries if it is too long.
+pub fn fit(text: &str, limit: Limit) -> Fitted {
+    let text: String = text.nfc().collect();
+    let max = limit.max();
+    let length = limit.measure(&text);
+    if length <= max {
+        return Fitted {
+            text,
+            length,
+            shortened: false,
+        };
+    }
+    let words = Words::split(&text);
+    // Removing more words never makes the text longer, so the fewest removals that fit can be found by
+    // bisection, which keeps the number of (costly) weighted counts logarithmic in the text's size.
+    let prose: Vec<usize> = words.indices(false);
+    let entities: Vec<usize> = words.indices(true);
+    let mut removal_order: Vec<usize> = prose.iter().rev().copied().collect();
+    removal_order.extend(entities.iter().rev());
+    let fits = |k: usize| {
+        let candidate = words.join_without(&removal_order[..k]);
+        let n = limit.measure(&candidate);
+        (n <= max && !candidate.is_empty()).then_some((candidate, n))
+    };
+    if let Some((candidate, n)) = least(removal_order.len(), fits) {
+        return Fitted {
+            text: candidate,
+            length: n,
+            shortened: true,
+        };
+    }
+    // Not even one word fits (a single enormous word): cut by characters.
+    let chars: Vec<char> = text.chars().collect();
+    let cut = |n: usize| {
+        let mut s: String = chars[..n].iter().collect();
+        s.push_str(ELLIPSIS);
+        let len = limit.measure(&s);
+        (len <= max).then_some((s, len))
+    };
+    let mut lo = 0;
+    let mut hi = chars.len();
+    let mut best = (ELLIPSIS.to_string(), limit.measure(ELLIPSIS));
+    while lo <= hi {
+        let mid = lo + (hi - lo) / 2;
+        match cut(mid) {
+            Some(found) => {
+                best = found;
+                lo = mid + 1;
+            }
+            None if mid == 0 => break,
+            None => hi = mid - 1,
+        }
+    }
+    Fitted {
+        text: best.0,
+        length: best.1,
+        shortened: true,
+    }
+}
+
+/// Finds the value of the least `k` in `1..=n` for which `f(k)` is `Some`, assuming monotonicity.
+fn least<T>(n: usize, f: impl Fn(usize) -> Option<T>) -> Option<T> {
+    let mut found = None;
+    let (mut lo, mut hi) = (1, n);
+    while lo <= hi {
+        let mid = lo + (hi - lo) / 2;
+        match f(mid) {
+            Some(v) => {
+                found = Some(v);
+                hi = mid - 1;
+            }
+            None => lo = mid + 1,
+        }
+    }
+    found
+}
+
+/// Text split into words, each with the whitespace before it, marked as entity or prose.
+struct Words<'t> {
+    /// (leading whitespace, word, is an entity that must not be cut).
+    items: Vec<(&'t str, &'t str, bool)>,
+}
+
+impl<'t> Words<'t> {
+    fn split(text: &'t str) -> Words<'t> {
+        let extractor = Extractor::new();
+        let urls = extractor.extract_urls(text);
+        let mut items = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let word_start = rest.find(|c: char| !c.is_whitespace()).unwrap_or(rest.len());
+            let (space, after) = rest.split_at(word_start);
+            if after.is_empty() {
+                break;
+            }
+            let word_end = after.find(char::is_whitespace).unwrap_or(after.len());
+            let (word, tail) = after.split_at(word_end);
+            let bare = word.trim_start_matches(['(', '[', '"', '\'', '“']);
+            let is_tag = (bare.starts_with('@') || bare.starts_with('#')) && bare.chars().count() > 1;
+            let is_entity = is_tag || urls.iter().any(|u| word.contains(u.as_str()));
+            items.push((space, word, is_entity));
+            rest = tail;
+        }
+        Words { items }
+    }
+
+    fn indices(&self, entities: bool) -> Vec<usize> {
+        (0..self.items.len()).filter(|&i| self.items[i].2 == entities).collect()
+    }
+
+    /// Joins the words except `removed`, marking each removed run with `…` after the word before it.
+    fn join_without(&self, removed: &[usize]) -> String {
+        let mut out = String::new();
+        let mut in_gap = false;
+        for (i, (space, word, _)) in self.items.iter().enumerate() {
+            if removed.contains(&i) {
+                if !in_gap {
+                    out.push_str(ELLIPSIS);
+                    in_gap = true;
+                }
+                continue;
+            }
+            in_gap = false;
+            if !out.is_empty() {
+                out.push_str(if space.contains('\n') { "\n" } else { " " });
+            }
+            out.push_str(word);
+        }
+        let trimmed = out.trim();
+        if trimmed == ELLIPSIS { String::new() } else { trimmed.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_crate_default_is_the_v3_configuration() {
+        let v3 = Configuration::configuration_from_json(twitter_text_config::V3_JSON);
+        assert_eq!(Configuration::default(), v3);
+    }
+
+    /// The v3 cases of twitter-text's conformance/validate.yml (WeightedTweetsWithDiscountedEmojiCounterTest
+    /// and UnicodeDirectionalMarkerCounterTest), as listed in protocols.md B.8.
+    #[test]
+    fn agrees_with_twitter_text_v3_conformance() {
+        let cjk160 = "故人西辞黄鹤楼，烟花三月下扬州。孤帆远影碧空尽，唯见长江天际流。朱雀桥边野草花，乌衣巷口夕阳斜。旧时王谢堂前燕，飞入寻常百姓家。朝辞白帝彩云间，千里江陵一日还。两岸猿声啼不住，轻舟已过万重山。泪湿罗巾梦不成，夜深前殿按歌声。红颜未老恩先断，斜倚薰笼坐到明。独在异乡为异客，每逢佳节倍思亲。遥知兄弟登高处，遍插茱萸少一人。";
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}\u{200D}\u{1F466}";
+        let cases: Vec<(String, usize, bool)> = vec![
+            ("Hi http://test.co".into(), 26, true),
+            ("http://test.co".into(), 23, true),
+            (format!("H\u{1F431}\u{263A}{family}"), 7, true),
+            ("\u{1F637}\u{1F47E}\u{1F621}\u{1F525}\u{1F4A9}".into(), 10, true),
+            ("\u{1F64B}\u{1F3FD}\u{1F468}\u{200D}\u{1F3A4}".into(), 4, true),
+            ("randomurlrandomurlrandomurlrandomurlrandomurlrandomurlrandomurls.com".into(), 68, true),
+            ("1\u{20E3}".into(), 2, true),
+            ("Unicode 10.0 emoji: \u{1F92A}; \u{1F9D5}; \u{1F9D5}\u{1F3FE}; \u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}".into(), 34, true),
+            ("Unicode 9.0 emoji: \u{1F920}; \u{1F483}; \u{1F483}\u{1F3FE}".into(), 29, true),
+            (cjk160.into(), 320, false),
+            (format!("the{cjk160}"), 323, false),
+            ("\u{1F637}".repeat(160), 320, false),
+            (family.repeat(140), 280, true),
+            ("https://www.twitter.com/aloha ".repeat(10), 240, true),
+            (format!("285 chars-{}", "xxxxxxxxxx-".repeat(25)), 285, false),
+            ("\u{C1}B".into(), 2, true),
+            ("ABC\u{202A}\u{FFFF}ABC\u{FFFE}".into(), 12, false),
+        ];
+        for (text, weighted, valid) in cases {
+            let parsed = twitter_text::parse(&text, &Configuration::default(), true);
+            assert_eq!(parsed.weighted_length as usize, weighted, "weighted length of {text:?}");
+            assert_eq!(parsed.is_valid, valid, "validity of {text:?}");
+            assert_eq!(weighted_length(&text), weighted);
+        }
+    }
+
+    #[test]
+    fn short_text_is_untouched() {
+        let f = fit("Hello, world! 👋", Limit::Tweet);
+        assert_eq!(f.text, "Hello, world! 👋");
+        assert_eq!(f.length, 16);
+        assert!(!f.shortened);
+    }
+
+    #[test]
+    fn long_text_is_cut_at_a_word_and_keeps_its_url() {
+        let title = "word ".repeat(80);
+        let text = format!("acme/widgets: alice opened {title}https://github.com/acme/widgets/issues/12345");
+        let f = fit(&text, Limit::Tweet);
+        assert!(f.length <= 280, "{}", f.length);
+        assert!(f.length >= 270, "cut more than needed: {}", f.length);
+        assert!(f.text.ends_with("word… https://github.com/acme/widgets/issues/12345"), "{}", f.text);
+        assert!(f.text.starts_with("acme/widgets: alice opened word"));
+        assert!(f.shortened);
+        assert_eq!(f.length, weighted_length(&f.text));
+    }
+
+    #[test]
+    fn mentions_and_hashtags_are_kept_whole() {
+        let text = format!("{} @someone #release {}", "a".repeat(150), "b ".repeat(100));
+        let f = fit(&text, Limit::Tweet);
+        assert!(f.length <= 280);
+        assert!(f.text.contains("@someone #release"), "{}", f.text);
+    }
+
+    #[test]
+    fn one_enormous_word_is_cut_by_characters() {
+        let f = fit(&"x".repeat(1000), Limit::Tweet);
+        assert_eq!(f.length, 280);
+        assert!(f.text.ends_with('…'));
+    }
+
+    #[test]
+    fn text_is_nfc_normalized() {
+        let f = fit("cafe\u{301}", Limit::Tweet);
+        assert_eq!(f.text, "café");
+        assert_eq!(f.length, 4);
+    }
+
+    #[test]
+    fn dm_limit_counts_characters() {
+        let f = fit(&"word ".repeat(3000), Limit::Dm);
+        assert!(f.length <= 10_000);
+        assert!(f.text.ends_with("word…"));
+    }
+}

@@ -1,0 +1,105 @@
+//! The generic `hmac` provider: any sender that puts an HMAC of the raw body in a header.
+//!
+//! The admin names the header, the hash (sha1, sha256, sha512), the encoding (hex or base64) and an
+//! optional prefix such as `sha256=`. This covers Shopify-style base64 signatures and home-grown senders.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use http::HeaderMap;
+
+use crate::config::secret::Secret;
+use crate::verify::mac::{self, Algorithm};
+use crate::verify::{VerifyError, header};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Hex,
+    Base64,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenericHmac {
+    pub secret: Secret,
+    /// Lower-case header name, as `http` stores them.
+    pub header: String,
+    pub algorithm: Algorithm,
+    pub encoding: Encoding,
+    pub prefix: String,
+}
+
+impl GenericHmac {
+    pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), VerifyError> {
+        let value = header(headers, &self.header)?;
+        let digest = value.strip_prefix(self.prefix.as_str()).ok_or(VerifyError::Malformed {
+            header: self.header.clone(),
+            reason: "missing the configured prefix",
+        })?;
+        let expected = match self.encoding {
+            Encoding::Hex => hex::decode(digest.trim()).ok(),
+            Encoding::Base64 => B64.decode(digest.trim()).ok(),
+        }
+        .ok_or(VerifyError::Malformed {
+            header: self.header.clone(),
+            reason: "digest is not in the configured encoding",
+        })?;
+        if mac::verify(self.algorithm, self.secret.expose().as_bytes(), &[body], &expected) {
+            Ok(())
+        } else {
+            Err(VerifyError::Mismatch)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scheme(algorithm: Algorithm, encoding: Encoding, prefix: &str) -> GenericHmac {
+        GenericHmac {
+            secret: Secret::new("It's a Secret to Everybody".to_string()),
+            header: "x-signature".to_string(),
+            algorithm,
+            encoding,
+            prefix: prefix.to_string(),
+        }
+    }
+
+    fn with(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-signature", value.parse().unwrap());
+        h
+    }
+
+    /// Consolidated vector 3 of protocols.md: bare hex SHA-256 (the GitHub digest without its prefix).
+    #[test]
+    fn bare_hex_sha256_vector() {
+        let v = scheme(Algorithm::Sha256, Encoding::Hex, "");
+        let h = with("757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17");
+        assert_eq!(v.verify(&h, b"Hello, World!"), Ok(()));
+    }
+
+    /// Self-computed vector 4 of protocols.md (Shopify style, base64); a regression vector, not published.
+    #[test]
+    fn self_computed_base64_vector() {
+        let v = scheme(Algorithm::Sha256, Encoding::Base64, "");
+        let h = with("dXEH6g6yUJ/CESIczphLijdXC211hsIsRvQ3nIsEPhc=");
+        assert_eq!(v.verify(&h, b"Hello, World!"), Ok(()));
+    }
+
+    /// Self-computed vector 2 of protocols.md (legacy GitHub SHA-1 with prefix); a regression vector.
+    #[test]
+    fn self_computed_sha1_prefixed_vector() {
+        let v = scheme(Algorithm::Sha1, Encoding::Hex, "sha1=");
+        let h = with("sha1=01dc10d0c83e72ed246219cdd91669667fe2ca59");
+        assert_eq!(v.verify(&h, b"Hello, World!"), Ok(()));
+        assert_eq!(v.verify(&h, b"Hello, World"), Err(VerifyError::Mismatch));
+    }
+
+    #[test]
+    fn sha512_round_trip_and_wrong_prefix() {
+        let v = scheme(Algorithm::Sha512, Encoding::Hex, "sha512=");
+        let sig = hex::encode(mac::sign(Algorithm::Sha512, b"It's a Secret to Everybody", &[b"body"]));
+        assert_eq!(v.verify(&with(&format!("sha512={sig}")), b"body"), Ok(()));
+        assert!(matches!(v.verify(&with(&sig), b"body"), Err(VerifyError::Malformed { .. })));
+    }
+}
