@@ -20,6 +20,7 @@ use crate::fanout;
 use crate::health::Health;
 use crate::ingress::{self, AppState};
 use crate::outbox::Store;
+use crate::sink::x::XClient;
 
 /// How long the dispatchers may take to finish their in-flight request after shutdown begins. The
 /// request timeout bounds each request; this bounds the wait for all of them together.
@@ -27,12 +28,19 @@ pub const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// Runs the daemon until `shutdown` is cancelled, then stops accepting, lets in-flight sends finish and
 /// returns. Items not yet sent stay queued in the store.
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let store = Store::open(&config.store_path)
         .with_context(|| format!("cannot open the store at {}", config.store_path.display()))?;
     let recovered = store.recover_interrupted(clock::now_ms()).await?;
     if recovered > 0 {
-        tracing::warn!(items = recovered, "Items were being sent when chirpd last stopped; they will be sent again with the same text (X refuses true duplicates).");
+        tracing::warn!(
+            items = recovered,
+            "Items were being sent when chirpd last stopped; they will be sent again with the same text (X refuses true duplicates)."
+        );
     }
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
@@ -63,8 +71,22 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         planned_tx,
         workers.clone(),
     ));
-    dispatch::spawn_all(&tracker, &destinations, &store, &http, &settings, &health, &planned_rx, &workers);
-    tracker.spawn(dispatch::prune_ledger_forever(store.clone(), longest_window, workers.clone()));
+    for d in &destinations {
+        let worker = dispatch::Worker {
+            client: XClient::new(http.clone(), &d.api_base, d.credentials.clone()),
+            destination: d.clone(),
+            store: store.clone(),
+            settings: settings.clone(),
+            health: health.clone(),
+            planned: planned_rx.clone(),
+        };
+        tracker.spawn(worker.run(workers.clone()));
+    }
+    tracker.spawn(dispatch::prune_ledger_forever(
+        store.clone(),
+        longest_window,
+        workers.clone(),
+    ));
     tracker.close();
 
     let state = AppState {
@@ -84,8 +106,13 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     .await;
     tracing::info!("Stopped accepting webhooks; finishing in-flight sends.");
     workers.cancel();
-    if tokio::time::timeout(STOP_GRACE, tracker.wait()).await.is_err() {
-        tracing::warn!("Some sends did not finish in time; their items stay queued and are sent again on start.");
+    if tokio::time::timeout(STOP_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "Some sends did not finish in time; their items stay queued and are sent again on start."
+        );
     }
     tracing::info!("chirpd stopped.");
     Ok(())

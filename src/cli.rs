@@ -125,13 +125,16 @@ pub fn config_path(flag: Option<&Path>) -> Option<PathBuf> {
 
 fn load(flag: Option<&Path>) -> anyhow::Result<Config> {
     let path = config_path(flag);
-    config::load(path.as_deref(), &ProcessEnv).map_err(|errors| anyhow::anyhow!("invalid config:\n{errors}"))
+    config::load(path.as_deref(), &ProcessEnv)
+        .map_err(|errors| anyhow::anyhow!("invalid config:\n{errors}"))
 }
 
 fn run(flag: Option<&Path>) -> anyhow::Result<()> {
     let config = load(flag)?;
     if config.path.is_none() {
-        tracing::warn!("No config file found; running on the embedded defaults (no sources, no destinations).");
+        tracing::warn!(
+            "No config file found; running on the embedded defaults (no sources, no destinations)."
+        );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -150,7 +153,10 @@ fn run(flag: Option<&Path>) -> anyhow::Result<()> {
 /// Cancels `token` on SIGTERM or SIGINT.
 async fn stop_on_signal(token: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("Cannot install signal handlers; stop chirpd with SIGKILL.");
         return;
     };
@@ -196,17 +202,34 @@ fn check(flag: Option<&Path>) -> anyhow::Result<()> {
     let mut failures = 0;
     let mut rendered = 0;
     for (id, source) in &config.sources {
-        let samples: Vec<&Sample> = SAMPLES.iter().filter(|s| s.provider == source.provider.name()).collect();
+        let samples: Vec<&Sample> = SAMPLES
+            .iter()
+            .filter(|s| s.provider == source.provider.name())
+            .collect();
         if samples.is_empty() {
-            writeln!(out, "note: source {id}: no bundled samples for provider {}; its routes were not rendered", source.provider.name())?;
+            writeln!(
+                out,
+                "note: source {id}: no bundled samples for provider {}; its routes were not rendered",
+                source.provider.name()
+            )?;
         }
         for sample in samples {
-            let payload: serde_json::Value =
-                serde_json::from_str(sample.body).with_context(|| format!("bundled sample {} is not JSON", sample.name))?;
-            let planned = plan::plan(&config.pipeline, id, &source.provider, Some(sample.event), &payload);
+            let payload: serde_json::Value = serde_json::from_str(sample.body)
+                .with_context(|| format!("bundled sample {} is not JSON", sample.name))?;
+            let planned = plan::plan(
+                &config.pipeline,
+                id,
+                &source.provider,
+                Some(sample.event),
+                &payload,
+            );
             for (route, e) in &planned.errors {
                 failures += 1;
-                writeln!(out, "error: {e} (route {route}, sample {}/{})", sample.provider, sample.name)?;
+                writeln!(
+                    out,
+                    "error: {e} (route {route}, sample {}/{})",
+                    sample.provider, sample.name
+                )?;
             }
             rendered += planned.posts.len();
         }
@@ -214,7 +237,10 @@ fn check(flag: Option<&Path>) -> anyhow::Result<()> {
     writeln!(
         out,
         "{}: {} sources, {} destinations, {} routes; {rendered} posts rendered from bundled samples",
-        config.path.as_ref().map_or("(defaults)".to_string(), |p| p.display().to_string()),
+        config
+            .path
+            .as_ref()
+            .map_or("(defaults)".to_string(), |p| p.display().to_string()),
         config.sources.len(),
         config.destinations.len(),
         config.pipeline.routes.len(),
@@ -225,15 +251,22 @@ fn check(flag: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn preview(flag: Option<&Path>, source_id: &str, event: Option<&str>, as_json: bool, payload_path: &Path) -> anyhow::Result<()> {
+fn preview(
+    flag: Option<&Path>,
+    source_id: &str,
+    event: Option<&str>,
+    as_json: bool,
+    payload_path: &Path,
+) -> anyhow::Result<()> {
     let config = load(flag)?;
     let source = config
         .sources
         .get(source_id)
         .with_context(|| format!("no source {source_id:?} in the config"))?;
-    let text = std::fs::read_to_string(payload_path).with_context(|| format!("cannot read {}", payload_path.display()))?;
-    let payload: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", payload_path.display()))?;
+    let text = std::fs::read_to_string(payload_path)
+        .with_context(|| format!("cannot read {}", payload_path.display()))?;
+    let payload: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not JSON", payload_path.display()))?;
     let inferred = payload_path
         .file_name()
         .and_then(|n| n.to_str())
@@ -248,10 +281,19 @@ fn preview(flag: Option<&Path>, source_id: &str, event: Option<&str>, as_json: b
         eprintln!("ping is a handshake: answered, never posted");
         return Ok(());
     }
-    let planned = plan::plan(&config.pipeline, source_id, &source.provider, event.as_deref(), &payload);
+    let planned = plan::plan(
+        &config.pipeline,
+        source_id,
+        &source.provider,
+        event.as_deref(),
+        &payload,
+    );
     let mut out = std::io::stdout().lock();
     for p in &planned.posts {
-        let kind = config.destinations.get(&p.destination).map_or("tweet", |d| d.kind.name());
+        let kind = config
+            .destinations
+            .get(&p.destination)
+            .map_or("tweet", |d| d.kind.name());
         if as_json {
             let line = json!({
                 "route": p.route,
@@ -263,7 +305,15 @@ fn preview(flag: Option<&Path>, source_id: &str, event: Option<&str>, as_json: b
             writeln!(out, "{line}")?;
         } else {
             let shortened = if p.shortened { ", shortened" } else { "" };
-            writeln!(out, "route {} → {} ({kind}, {}/{}{shortened})\n{}\n", p.route, p.destination, p.length, p.limit.max(), p.text)?;
+            writeln!(
+                out,
+                "route {} → {} ({kind}, {}/{}{shortened})\n{}\n",
+                p.route,
+                p.destination,
+                p.length,
+                p.limit.max(),
+                p.text
+            )?;
         }
     }
     if planned.posts.is_empty() && planned.errors.is_empty() {
@@ -296,22 +346,45 @@ fn queue(flag: Option<&Path>, command: QueueCommand) -> anyhow::Result<()> {
         let store = Store::open(&config.store_path)?;
         let mut out = std::io::stdout().lock();
         match command {
-            QueueCommand::List { state, limit, json: as_json } => {
+            QueueCommand::List {
+                state,
+                limit,
+                json: as_json,
+            } => {
                 let state = match state.as_deref() {
-                    Some(s) => Some(ItemState::parse(s).with_context(|| format!("unknown state {s:?}"))?),
+                    Some(s) => {
+                        Some(ItemState::parse(s).with_context(|| format!("unknown state {s:?}"))?)
+                    }
                     None => None,
                 };
                 for item in store.items(state, limit).await? {
                     if as_json {
                         writeln!(out, "{}", item_json(&item))?;
                     } else {
-                        let first_line: String = item.text.lines().next().unwrap_or("").chars().take(60).collect();
-                        writeln!(out, "{}  {:<7}  {:<12}  {}  {first_line}", item.id, item.state.as_str(), item.destination, item.attempts)?;
+                        let first_line: String = item
+                            .text
+                            .lines()
+                            .next()
+                            .unwrap_or("")
+                            .chars()
+                            .take(60)
+                            .collect();
+                        writeln!(
+                            out,
+                            "{}  {:<7}  {:<12}  {}  {first_line}",
+                            item.id,
+                            item.state.as_str(),
+                            item.destination,
+                            item.attempts
+                        )?;
                     }
                 }
             }
             QueueCommand::Show { id } => {
-                let item = store.item(&id).await?.with_context(|| format!("no outbox item {id}"))?;
+                let item = store
+                    .item(&id)
+                    .await?
+                    .with_context(|| format!("no outbox item {id}"))?;
                 writeln!(out, "{}", serde_json::to_string_pretty(&item_json(&item))?)?;
             }
         }

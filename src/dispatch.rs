@@ -87,7 +87,9 @@ impl Worker {
             return Ok(Some(wait_until(now, until)));
         }
         if d.require_protected && !d.dry_run && !self.account_is_protected(guard).await {
-            return Ok(Some(PUBLIC_RECHECK.min(self.settings.protected_check_every)));
+            return Ok(Some(
+                PUBLIC_RECHECK.min(self.settings.protected_check_every),
+            ));
         }
         self.health.clear(&d.id);
         // Mark the planned counter seen before claiming, so items planned after this claim wake us.
@@ -109,7 +111,9 @@ impl Worker {
                 },
             }
         } else {
-            self.client.post_tweet(&item.text, self.settings.request_timeout).await
+            self.client
+                .post_tweet(&item.text, self.settings.request_timeout)
+                .await
         };
         self.record(&item, answer).await?;
         Ok(None)
@@ -145,7 +149,11 @@ impl Worker {
             return guard.protected;
         }
         guard.checked_at = Some(tokio::time::Instant::now());
-        match self.client.is_protected(self.settings.request_timeout).await {
+        match self
+            .client
+            .is_protected(self.settings.request_timeout)
+            .await
+        {
             Ok(true) => {
                 if !guard.protected {
                     tracing::info!(destination = %d.id, "The account is protected; tweets may go out.");
@@ -156,13 +164,28 @@ impl Worker {
                 guard.protected = false;
                 let reason = "account is public: tweets are held until it is protected (require_protected = true)";
                 tracing::warn!(destination = %d.id, "{reason}");
-                self.health.hold(&d.id, Hold { reason: reason.to_string(), needs_admin: true, until: None });
+                self.health.hold(
+                    &d.id,
+                    Hold {
+                        reason: reason.to_string(),
+                        needs_admin: true,
+                        until: None,
+                    },
+                );
             }
             Err(e) => {
                 guard.protected = false;
-                let reason = format!("cannot tell whether the account is protected, tweets held: {e}");
+                let reason =
+                    format!("cannot tell whether the account is protected, tweets held: {e}");
                 tracing::warn!(destination = %d.id, "{reason}");
-                self.health.hold(&d.id, Hold { reason, needs_admin: true, until: None });
+                self.health.hold(
+                    &d.id,
+                    Hold {
+                        reason,
+                        needs_admin: true,
+                        until: None,
+                    },
+                );
             }
         }
         guard.protected
@@ -173,12 +196,17 @@ impl Worker {
         let d = &self.destination;
         let now = clock::now_ms();
         if let Some(until) = answer.limits.spent_until {
-            self.store.block(&d.id, until, "X reports the rate-limit window spent").await?;
+            self.store
+                .block(&d.id, until, "X reports the rate-limit window spent")
+                .await?;
         }
         let finish = match answer.outcome {
             Outcome::Sent { remote_id } => {
                 tracing::info!(destination = %d.id, item = %item.id, remote_id = remote_id.as_deref().unwrap_or("-"), "Posted.");
-                Finish::Sent { remote_id, note: None }
+                Finish::Sent {
+                    remote_id,
+                    note: None,
+                }
             }
             Outcome::AlreadyPosted => {
                 tracing::warn!(destination = %d.id, item = %item.id, attempts = item.attempts,
@@ -196,7 +224,12 @@ impl Worker {
                         error: format!("gave up after {} attempts: {reason}", item.attempts),
                     }
                 } else {
-                    let delay = backoff(item.attempts, self.settings.retry_base, self.settings.retry_max, &mut rand::rng());
+                    let delay = backoff(
+                        item.attempts,
+                        self.settings.retry_base,
+                        self.settings.retry_max,
+                        &mut rand::rng(),
+                    );
                     tracing::warn!(destination = %d.id, item = %item.id, %reason, retry_in_ms = delay.as_millis() as u64, "Attempt failed; will retry.");
                     Finish::Retry {
                         at: now + delay.as_millis() as i64,
@@ -209,15 +242,28 @@ impl Worker {
                 let until = until.unwrap_or(now + 15 * 60 * 1000).max(now + 1000);
                 self.store.block(&d.id, until, &reason).await?;
                 tracing::warn!(destination = %d.id, until, "X answered 429; holding the destination until its reset.");
-                Finish::Release { at: until, error: reason }
+                Finish::Release {
+                    at: until,
+                    error: reason,
+                }
             }
             Outcome::Pause { reason } => {
                 let until = now + PAUSE.as_millis() as i64;
                 let why = format!("paused: {reason}");
                 self.store.block(&d.id, until, &why).await?;
                 tracing::error!(destination = %d.id, %reason, "X refused the account itself; destination held for an hour. Fix the credentials or plan, then restart or wait.");
-                self.health.hold(&d.id, Hold { reason: why, needs_admin: true, until: Some(until) });
-                Finish::Release { at: until, error: reason }
+                self.health.hold(
+                    &d.id,
+                    Hold {
+                        reason: why,
+                        needs_admin: true,
+                        until: Some(until),
+                    },
+                );
+                Finish::Release {
+                    at: until,
+                    error: reason,
+                }
             }
             Outcome::Dead { reason } => {
                 tracing::error!(destination = %d.id, item = %item.id, %reason, "X refused the post; dead-lettered.");
@@ -240,30 +286,6 @@ pub fn backoff(attempts: i64, base: Duration, max: Duration, rng: &mut impl Rng)
 
 fn wait_until(now: UnixMillis, until: UnixMillis) -> Duration {
     Duration::from_millis(u64::try_from(until - now).unwrap_or(0).max(1))
-}
-
-/// Spawns one worker per destination.
-pub fn spawn_all(
-    tracker: &tokio_util::task::TaskTracker,
-    destinations: &[Destination],
-    store: &Store,
-    http: &reqwest::Client,
-    settings: &Dispatch,
-    health: &Health,
-    planned: &watch::Receiver<u64>,
-    shutdown: &CancellationToken,
-) {
-    for d in destinations {
-        let worker = Worker {
-            client: XClient::new(http.clone(), &d.api_base, d.credentials.clone()),
-            destination: d.clone(),
-            store: store.clone(),
-            settings: settings.clone(),
-            health: health.clone(),
-            planned: planned.clone(),
-        };
-        tracker.spawn(worker.run(shutdown.clone()));
-    }
 }
 
 /// Keeps the send ledger small: rows older than the longest window any destination uses are deleted.
@@ -294,7 +316,11 @@ mod tests {
             let full = (base * 2u32.pow(attempts as u32 - 1)).min(max);
             for _ in 0..50 {
                 let d = backoff(attempts, base, max, &mut rng);
-                assert!(d >= full / 2 && d <= full, "attempt {attempts}: {d:?} not in [{:?}, {full:?}]", full / 2);
+                assert!(
+                    d >= full / 2 && d <= full,
+                    "attempt {attempts}: {d:?} not in [{:?}, {full:?}]",
+                    full / 2
+                );
             }
         }
         assert!(backoff(1000, base, max, &mut rng) <= max);

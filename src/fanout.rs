@@ -56,7 +56,11 @@ pub async fn run(
     }
 }
 
-async fn plan_one(store: &Store, cfg: &Config, d: StoredDelivery) -> Result<(), crate::outbox::StoreError> {
+async fn plan_one(
+    store: &Store,
+    cfg: &Config,
+    d: StoredDelivery,
+) -> Result<(), crate::outbox::StoreError> {
     let now = clock::now_ms();
     let Some(source) = cfg.sources.get(&d.source) else {
         let error = format!("source {:?} is no longer configured", d.source);
@@ -75,7 +79,13 @@ async fn plan_one(store: &Store, cfg: &Config, d: StoredDelivery) -> Result<(), 
                 .await;
         }
     };
-    let plan = plan::plan(&cfg.pipeline, &d.source, &source.provider, d.event.as_deref(), &payload);
+    let plan = plan::plan(
+        &cfg.pipeline,
+        &d.source,
+        &source.provider,
+        d.event.as_deref(),
+        &payload,
+    );
     for (route, e) in &plan.errors {
         tracing::error!(delivery = %d.id, route, location = %e.location, error = %e.message,
             "A route's template failed; its posts for this delivery are skipped.");

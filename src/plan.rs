@@ -41,7 +41,13 @@ pub struct Plan {
 }
 
 /// Plans the posts for one verified payload from `source`.
-pub fn plan(pipeline: &Pipeline, source: &str, provider: &Provider, event_name: Option<&str>, payload: &Value) -> Plan {
+pub fn plan(
+    pipeline: &Pipeline,
+    source: &str,
+    provider: &Provider,
+    event_name: Option<&str>,
+    payload: &Value,
+) -> Plan {
     let event = normalize::normalize(provider, event_name, payload);
     let ctx = context(&event, payload);
     let mut posts = Vec::new();
@@ -69,7 +75,11 @@ pub fn plan(pipeline: &Pipeline, source: &str, provider: &Provider, event_name: 
             continue;
         }
         for destination in &route.to {
-            let limit = pipeline.limits.get(destination).copied().unwrap_or(Limit::Tweet);
+            let limit = pipeline
+                .limits
+                .get(destination)
+                .copied()
+                .unwrap_or(Limit::Tweet);
             let fitted = fit::fit(&text, limit);
             posts.push(Planned {
                 route: route.index,
@@ -81,5 +91,9 @@ pub fn plan(pipeline: &Pipeline, source: &str, provider: &Provider, event_name: 
             });
         }
     }
-    Plan { event, posts, errors }
+    Plan {
+        event,
+        posts,
+        errors,
+    }
 }

@@ -30,7 +30,9 @@ impl Window {
             .parse()
             .map_err(|_| format!("limit {text:?}: {count:?} is not a whole number"))?;
         if count == 0 {
-            return Err(format!("limit {text:?}: a window of 0 posts would never send"));
+            return Err(format!(
+                "limit {text:?}: a window of 0 posts would never send"
+            ));
         }
         let per = parse_duration(per.trim()).map_err(|e| format!("limit {text:?}: {e}"))?;
         Ok(Window { count, per })
@@ -43,7 +45,9 @@ impl Window {
 
 /// Parses durations written as `250ms`, `5s`, `15m`, `24h` or `7d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (num, unit) = text.split_at(split);
     let n: u64 = num
         .parse()
@@ -64,7 +68,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub enum Gate {
     Open,
     /// Wait until this instant; the reason is for logs and `/readyz`.
-    Closed { until: UnixMillis, reason: String },
+    Closed {
+        until: UnixMillis,
+        reason: String,
+    },
 }
 
 /// Decides whether a request may go now, given the persisted block and the ledger.
@@ -158,7 +165,10 @@ mod tests {
                 per: Duration::from_secs(900)
             }
         );
-        assert_eq!(Window::parse("17/24h").unwrap().per, Duration::from_secs(86_400));
+        assert_eq!(
+            Window::parse("17/24h").unwrap().per,
+            Duration::from_secs(86_400)
+        );
         assert!(Window::parse("0/1h").is_err());
         assert!(Window::parse("10").is_err());
         assert!(Window::parse("x/1h").is_err());
@@ -183,14 +193,20 @@ mod tests {
     fn persisted_block_wins_until_it_passes() {
         let none = |_: &Window| (0, None);
         let block = Some((5_000, "429".to_string()));
-        assert!(matches!(check(1_000, block.clone(), &[], &none), Gate::Closed { until: 5_000, .. }));
+        assert!(matches!(
+            check(1_000, block.clone(), &[], &none),
+            Gate::Closed { until: 5_000, .. }
+        ));
         assert_eq!(check(5_000, block, &[], &none), Gate::Open);
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
@@ -212,9 +228,15 @@ mod tests {
 
     #[test]
     fn a_success_with_room_left_blocks_nothing() {
-        let h = headers(&[("x-rate-limit-remaining", "3"), ("x-rate-limit-reset", "1000")]);
+        let h = headers(&[
+            ("x-rate-limit-remaining", "3"),
+            ("x-rate-limit-reset", "1000"),
+        ]);
         assert_eq!(read_x_headers(&h, false).spent_until, None);
-        let h = headers(&[("x-rate-limit-remaining", "0"), ("x-rate-limit-reset", "1000")]);
+        let h = headers(&[
+            ("x-rate-limit-remaining", "0"),
+            ("x-rate-limit-reset", "1000"),
+        ]);
         assert_eq!(read_x_headers(&h, false).spent_until, Some(1_000_000));
     }
 

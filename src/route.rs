@@ -93,12 +93,36 @@ mod tests {
     #[test]
     fn patterns_match_kinds_native_names_and_everything() {
         let opened = event(Some(EventKind::TaskCreated), "issues.opened");
-        assert!(EventPattern::parse("task.created").unwrap().matches(&opened));
-        assert!(!EventPattern::parse("task.completed").unwrap().matches(&opened));
-        assert!(EventPattern::parse("github:issues.opened").unwrap().matches(&opened));
-        assert!(EventPattern::parse("github:issues.*").unwrap().matches(&opened));
-        assert!(!EventPattern::parse("gitlab:issues.opened").unwrap().matches(&opened));
-        assert!(EventPattern::parse("*").unwrap().matches(&event(None, "star.created")));
+        assert!(
+            EventPattern::parse("task.created")
+                .unwrap()
+                .matches(&opened)
+        );
+        assert!(
+            !EventPattern::parse("task.completed")
+                .unwrap()
+                .matches(&opened)
+        );
+        assert!(
+            EventPattern::parse("github:issues.opened")
+                .unwrap()
+                .matches(&opened)
+        );
+        assert!(
+            EventPattern::parse("github:issues.*")
+                .unwrap()
+                .matches(&opened)
+        );
+        assert!(
+            !EventPattern::parse("gitlab:issues.opened")
+                .unwrap()
+                .matches(&opened)
+        );
+        assert!(
+            EventPattern::parse("*")
+                .unwrap()
+                .matches(&event(None, "star.created"))
+        );
     }
 
     #[test]

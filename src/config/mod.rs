@@ -121,30 +121,47 @@ pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<Config, ConfigErrors> 
         None => (String::new(), "(defaults)".to_string()),
     };
     let raw = parse(&text, &file, env)?;
-    let base = path.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
-    validate(raw, &Locator { file, text }, &base, path.map(Path::to_path_buf), env)
+    let base = path
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    validate(
+        raw,
+        &Locator { file, text },
+        &base,
+        path.map(Path::to_path_buf),
+        env,
+    )
 }
 
 fn parse(text: &str, file: &str, env: &dyn Env) -> Result<RawConfig, ConfigErrors> {
-    let mut builder = config::Config::builder().add_source(config::File::from_str(text, config::FileFormat::Toml));
+    let mut builder = config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml));
     // CHIRPD_SERVER__LISTEN=… sets server.listen. Only names with `__` are config keys; CHIRPD_CONFIG and
     // the like are not.
     for (name, value) in env.vars() {
-        let Some(key) = name.strip_prefix("CHIRPD_") else { continue };
+        let Some(key) = name.strip_prefix("CHIRPD_") else {
+            continue;
+        };
         if !key.contains("__") {
             continue;
         }
         let key = key.to_ascii_lowercase().replace("__", ".");
-        builder = builder.set_override(key, value).map_err(|e| one(&name, e.to_string()))?;
+        builder = builder
+            .set_override(key, value)
+            .map_err(|e| one(&name, e.to_string()))?;
     }
-    let cfg = builder.build().map_err(|e| one(file, describe_config_error(&e)))?;
+    let cfg = builder
+        .build()
+        .map_err(|e| one(file, describe_config_error(&e)))?;
     cfg.try_deserialize::<RawConfig>().map_err(|e| {
         let message = describe_config_error(&e);
         // For an unknown field, point at the field itself rather than its table.
-        let key = key_in_message(&message).map(|k| match between(&message, "unknown field `", "`") {
-            Some(field) => format!("{k}.{field}"),
-            None => k,
-        });
+        let key =
+            key_in_message(&message).map(|k| match between(&message, "unknown field `", "`") {
+                Some(field) => format!("{k}.{field}"),
+                None => k,
+            });
         let line = key.and_then(|k| Locator::line_of(text, &k));
         one(&at(file, line), message)
     })
@@ -195,10 +212,18 @@ impl Locator {
         // Split `routes[2].template` into the table part and the key part.
         let (table, index, field) = if let Some(rest) = key.strip_prefix("routes[") {
             let (n, field) = rest.split_once(']')?;
-            ("routes".to_string(), n.parse::<usize>().ok(), field.trim_start_matches('.').to_string())
+            (
+                "routes".to_string(),
+                n.parse::<usize>().ok(),
+                field.trim_start_matches('.').to_string(),
+            )
         } else {
             let mut parts: Vec<&str> = key.split('.').collect();
-            let field = if parts.len() > 1 { parts.pop().unwrap_or_default() } else { "" };
+            let field = if parts.len() > 1 {
+                parts.pop().unwrap_or_default()
+            } else {
+                ""
+            };
             (parts.join("."), None, field.to_string())
         };
         let lines: Vec<&str> = text.lines().collect();
@@ -242,7 +267,13 @@ impl Locator {
     }
 }
 
-fn validate(raw: RawConfig, loc: &Locator, base: &Path, path: Option<PathBuf>, env: &dyn Env) -> Result<Config, ConfigErrors> {
+fn validate(
+    raw: RawConfig,
+    loc: &Locator,
+    base: &Path,
+    path: Option<PathBuf>,
+    env: &dyn Env,
+) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut err = |key: &str, message: String| {
         errors.push(ConfigError {
@@ -260,22 +291,37 @@ fn validate(raw: RawConfig, loc: &Locator, base: &Path, path: Option<PathBuf>, e
     let listen = raw.server.listen.parse().unwrap_or_else(|_| {
         err(
             "server.listen",
-            format!("{:?} is not an address such as 127.0.0.1:8787", raw.server.listen),
+            format!(
+                "{:?} is not an address such as 127.0.0.1:8787",
+                raw.server.listen
+            ),
         );
         SocketAddr::from(([127, 0, 0, 1], 8787))
     });
     let server = Server {
         listen,
         max_body_bytes: usize::try_from(raw.server.max_body_bytes).unwrap_or(usize::MAX),
-        header_timeout: duration("server.header_timeout", &raw.server.header_timeout, &mut err),
+        header_timeout: duration(
+            "server.header_timeout",
+            &raw.server.header_timeout,
+            &mut err,
+        ),
         body_timeout: duration("server.body_timeout", &raw.server.body_timeout, &mut err),
         max_connections: raw.server.max_connections.max(1),
     };
     let dispatch = Dispatch {
         retry_base: duration("dispatch.retry_base", &raw.dispatch.retry_base, &mut err),
         retry_max: duration("dispatch.retry_max", &raw.dispatch.retry_max, &mut err),
-        give_up_after: duration("dispatch.give_up_after", &raw.dispatch.give_up_after, &mut err),
-        request_timeout: duration("dispatch.request_timeout", &raw.dispatch.request_timeout, &mut err),
+        give_up_after: duration(
+            "dispatch.give_up_after",
+            &raw.dispatch.give_up_after,
+            &mut err,
+        ),
+        request_timeout: duration(
+            "dispatch.request_timeout",
+            &raw.dispatch.request_timeout,
+            &mut err,
+        ),
         protected_check_every: duration(
             "dispatch.protected_check_every",
             &raw.dispatch.protected_check_every,
@@ -343,32 +389,51 @@ fn validate(raw: RawConfig, loc: &Locator, base: &Path, path: Option<PathBuf>, e
 
 type FieldError = (&'static str, String);
 
-fn source(id: &str, s: &RawSource, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Source, FieldError> {
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(("provider", format!("source id {id:?} must be letters, digits, - and _ (it is a URL path segment)")));
+fn source(
+    id: &str,
+    s: &RawSource,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Source, FieldError> {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err((
+            "provider",
+            format!("source id {id:?} must be letters, digits, - and _ (it is a URL path segment)"),
+        ));
     }
     let secret = |s: &RawSource| -> Result<Secret, FieldError> {
-        let reference = s.secret.as_deref().ok_or(("secret", "this provider needs a secret".to_string()))?;
+        let reference = s
+            .secret
+            .as_deref()
+            .ok_or(("secret", "this provider needs a secret".to_string()))?;
         secret::resolve(reference, lookup).map_err(|e| ("secret", e.to_string()))
     };
     let (provider, verifier) = match s.provider.as_str() {
-        "github" => (Provider::Github, Verifier::Github(Github { secret: secret(s)? })),
+        "github" => (
+            Provider::Github,
+            Verifier::Github(Github { secret: secret(s)? }),
+        ),
         "standard" => {
             let tolerance = match &s.tolerance {
                 Some(t) => parse_duration(t).map_err(|e| ("tolerance", e))?,
                 None => Duration::from_secs(300),
             };
             let key = secret(s)?;
-            let v = Standard::new(key.expose(), tolerance.as_secs() as i64).map_err(|e| ("secret", e.to_string()))?;
+            let v = Standard::new(key.expose(), tolerance.as_secs() as i64)
+                .map_err(|e| ("secret", e.to_string()))?;
             (Provider::Standard, Verifier::Standard(v))
         }
         "hmac" => {
-            let header = s
-                .header
-                .clone()
-                .ok_or(("header", "the hmac provider needs the name of the signature header".to_string()))?;
+            let header = s.header.clone().ok_or((
+                "header",
+                "the hmac provider needs the name of the signature header".to_string(),
+            ))?;
             let algorithm = match &s.algorithm {
-                Some(a) => Algorithm::parse(a).ok_or(("algorithm", format!("{a:?} is not sha1, sha256 or sha512")))?,
+                Some(a) => Algorithm::parse(a)
+                    .ok_or(("algorithm", format!("{a:?} is not sha1, sha256 or sha512")))?,
                 None => Algorithm::Sha256,
             };
             let encoding = match s.encoding.as_deref() {
@@ -392,7 +457,9 @@ fn source(id: &str, s: &RawSource, lookup: &dyn Fn(&str) -> Option<String>) -> R
         other => {
             return Err((
                 "provider",
-                format!("unknown provider {other:?}: this build supports github, standard and hmac"),
+                format!(
+                    "unknown provider {other:?}: this build supports github, standard and hmac"
+                ),
             ));
         }
     };
@@ -403,17 +470,27 @@ fn source(id: &str, s: &RawSource, lookup: &dyn Fn(&str) -> Option<String>) -> R
     })
 }
 
-fn destination(id: &str, d: &RawDestination, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Destination, FieldError> {
+fn destination(
+    id: &str,
+    d: &RawDestination,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Destination, FieldError> {
     let kind = match d.kind.as_str() {
         "x" => DestinationKind::XTweet,
         other => {
-            return Err(("kind", format!("unknown destination kind {other:?}: this build supports x")));
+            return Err((
+                "kind",
+                format!("unknown destination kind {other:?}: this build supports x"),
+            ));
         }
     };
     if d.overflow != "queue" {
         return Err((
             "overflow",
-            format!("overflow {:?} is not supported by this build: use \"queue\"", d.overflow),
+            format!(
+                "overflow {:?} is not supported by this build: use \"queue\"",
+                d.overflow
+            ),
         ));
     }
     let limits = d
@@ -427,7 +504,10 @@ fn destination(id: &str, d: &RawDestination, lookup: &dyn Fn(&str) -> Option<Str
             Some(r) => secret::resolve(r, lookup).map_err(|e| (field, e.to_string())),
             // A dry-run destination never signs a request, so it may go without credentials.
             None if d.dry_run => Ok(Secret::new("dry-run".to_string())),
-            None => Err((field, "an x destination needs OAuth 1.0a credentials (or dry_run = true)".to_string())),
+            None => Err((
+                field,
+                "an x destination needs OAuth 1.0a credentials (or dry_run = true)".to_string(),
+            )),
         }
     };
     let credentials = Credentials {
@@ -468,11 +548,17 @@ fn route(
         })
     };
     if !raw.sources.contains_key(&r.source) {
-        err("source", format!("no source {:?} is defined under [sources]", r.source));
+        err(
+            "source",
+            format!("no source {:?} is defined under [sources]", r.source),
+        );
     }
     let mut events = Vec::new();
     if r.events.is_empty() {
-        err("events", "a route needs at least one event pattern (\"*\" for all)".to_string());
+        err(
+            "events",
+            "a route needs at least one event pattern (\"*\" for all)".to_string(),
+        );
     }
     for e in &r.events {
         match EventPattern::parse(e) {
@@ -485,12 +571,19 @@ fn route(
     }
     for d in &r.to {
         if !raw.destinations.contains_key(d) {
-            err("to", format!("no destination {d:?} is defined under [destinations]"));
+            err(
+                "to",
+                format!("no destination {d:?} is defined under [destinations]"),
+            );
         }
     }
     let origin = |field: &str| {
         let location = loc.at(&key(field));
-        let line = location.rsplit(':').next().and_then(|l| l.parse().ok()).unwrap_or(1);
+        let line = location
+            .rsplit(':')
+            .next()
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(1);
         Origin {
             file: loc.file.clone(),
             first_line: line,
@@ -529,8 +622,14 @@ fn route(
                 Err(e) => err("template_file", format!("cannot read {}: {e}", p.display())),
             }
         }
-        (Some(_), Some(_)) => err("template", "give template or template_file, not both".to_string()),
-        (None, None) => err("template", "a route needs a template or a template_file".to_string()),
+        (Some(_), Some(_)) => err(
+            "template",
+            "give template or template_file, not both".to_string(),
+        ),
+        (None, None) => err(
+            "template",
+            "a route needs a template or a template_file".to_string(),
+        ),
     }
     let when = r.when.as_ref().map(|expr| {
         let name = format!("routes[{i}].when");
@@ -563,7 +662,10 @@ mod tests {
 
     impl Env for TestEnv {
         fn var(&self, name: &str) -> Option<String> {
-            self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            self.0
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
         }
         fn vars(&self) -> Vec<(String, String)> {
             self.0.clone()
@@ -571,7 +673,12 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> TestEnv {
-        TestEnv(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        TestEnv(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     fn load_text(text: &str, e: &TestEnv) -> Result<Config, ConfigErrors> {
@@ -644,18 +751,50 @@ template = "{{ event.project }}: {{ event.title }}"
             .replace("{{ event.title }}", "{{ event.title ");
         let errs = load_text(&bad, &env(&[])).unwrap_err().0;
         let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
-        assert!(text.iter().any(|e| e.ends_with("chirpd.toml:7: environment variable MISSING is not set")), "{text:?}");
-        assert!(text.iter().any(|e| e.contains("chirpd.toml:16: unknown event kind")), "{text:?}");
-        assert!(text.iter().any(|e| e.contains("chirpd.toml:19: syntax error")), "{text:?}");
+        assert!(
+            text.iter()
+                .any(|e| e.ends_with("chirpd.toml:7: environment variable MISSING is not set")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|e| e.contains("chirpd.toml:16: unknown event kind")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|e| e.contains("chirpd.toml:19: syntax error")),
+            "{text:?}"
+        );
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
-        let errs = load_text(&GOOD.replace("listen =", "listn ="), &env(&[("GH_SECRET", "s")])).unwrap_err();
-        assert!(errs.to_string().contains("chirpd.toml:3: unknown field `listn`"), "{errs}");
-        let errs = load_text(&GOOD.replace("17/24h", "17/24"), &env(&[("GH_SECRET", "s")])).unwrap_err();
+        let errs = load_text(
+            &GOOD.replace("listen =", "listn ="),
+            &env(&[("GH_SECRET", "s")]),
+        )
+        .unwrap_err();
+        assert!(
+            errs.to_string()
+                .contains("chirpd.toml:3: unknown field `listn`"),
+            "{errs}"
+        );
+        let errs = load_text(
+            &GOOD.replace("17/24h", "17/24"),
+            &env(&[("GH_SECRET", "s")]),
+        )
+        .unwrap_err();
         assert!(errs.to_string().contains("chirpd.toml:12"), "{errs}");
-        let errs = load_text(&GOOD.replace("to = [\"team\"]", "to = [\"nobody\"]"), &env(&[("GH_SECRET", "s")])).unwrap_err();
-        assert!(errs.to_string().contains("chirpd.toml:18: no destination \"nobody\""), "{errs}");
+        let errs = load_text(
+            &GOOD.replace("to = [\"team\"]", "to = [\"nobody\"]"),
+            &env(&[("GH_SECRET", "s")]),
+        )
+        .unwrap_err();
+        assert!(
+            errs.to_string()
+                .contains("chirpd.toml:18: no destination \"nobody\""),
+            "{errs}"
+        );
     }
 }

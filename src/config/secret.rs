@@ -46,7 +46,10 @@ pub enum SecretError {
 
 /// Resolves a secret reference. `lookup_env` is passed in so that tests need not touch the process
 /// environment.
-pub fn resolve(reference: &str, lookup_env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, SecretError> {
+pub fn resolve(
+    reference: &str,
+    lookup_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Secret, SecretError> {
     let value = if let Some(name) = reference.strip_prefix("env:") {
         lookup_env(name).ok_or_else(|| SecretError::MissingEnv(name.to_string()))?
     } else if let Some(path) = reference.strip_prefix("file:") {
@@ -66,7 +69,10 @@ pub fn resolve(reference: &str, lookup_env: &dyn Fn(&str) -> Option<String>) -> 
 
 /// A printable name for a reference: the reference itself unless it is a literal secret.
 pub fn describe(reference: &str) -> String {
-    if ["env:", "file:", "cred:"].iter().any(|p| reference.starts_with(p)) {
+    if ["env:", "file:", "cred:"]
+        .iter()
+        .any(|p| reference.starts_with(p))
+    {
         reference.to_string()
     } else {
         "(literal)".to_string()

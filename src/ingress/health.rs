@@ -25,7 +25,11 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
         }
     }
     let ready = reasons.is_empty();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let config = state.config.borrow().clone();
     (
         status,

@@ -28,7 +28,10 @@ pub async fn receive(
 ) -> Response {
     let cfg = state.config.borrow().clone();
     let Some(source) = cfg.sources.get(&source_id) else {
-        return reject(StatusCode::NOT_FOUND, format!("unknown source {source_id:?}"));
+        return reject(
+            StatusCode::NOT_FOUND,
+            format!("unknown source {source_id:?}"),
+        );
     };
     let max = cfg.server.max_body_bytes;
     let declared = headers
@@ -38,12 +41,16 @@ pub async fn receive(
     if declared.is_some_and(|n| n > max as u64) {
         return too_large(max);
     }
-    let read = tokio::time::timeout(cfg.server.body_timeout, Limited::new(body, max).collect()).await;
+    let read =
+        tokio::time::timeout(cfg.server.body_timeout, Limited::new(body, max).collect()).await;
     let body = match read {
         Err(_) => {
             return reject(
                 StatusCode::REQUEST_TIMEOUT,
-                format!("body not received within {} s", cfg.server.body_timeout.as_secs()),
+                format!(
+                    "body not received within {} s",
+                    cfg.server.body_timeout.as_secs()
+                ),
             );
         }
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(max),
@@ -78,7 +85,10 @@ pub async fn receive(
     let sha = hex::encode(Sha256::digest(&body));
     let delivery = NewDelivery {
         source: source_id.clone(),
-        dedupe_key: meta.delivery_id.clone().unwrap_or_else(|| format!("sha256:{sha}")),
+        dedupe_key: meta
+            .delivery_id
+            .clone()
+            .unwrap_or_else(|| format!("sha256:{sha}")),
         body_sha256: (!meta.id_is_signed).then_some(sha),
         event: meta.event.clone(),
         body,
@@ -92,11 +102,18 @@ pub async fn receive(
         Ok(r) => {
             state.fanout.notify_one();
             tracing::debug!(source = %source_id, id = %r.id, event = meta.event.as_deref().unwrap_or("-"), "Webhook stored.");
-            (StatusCode::ACCEPTED, Json(json!({"id": r.id, "duplicate": false}))).into_response()
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"id": r.id, "duplicate": false})),
+            )
+                .into_response()
         }
         Err(e) => {
             tracing::error!(source = %source_id, error = %e, "Cannot store a webhook; the sender was told to retry.");
-            reject(StatusCode::SERVICE_UNAVAILABLE, "store unavailable; retry later".into())
+            reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store unavailable; retry later".into(),
+            )
         }
     }
 }
@@ -111,7 +128,10 @@ pub async fn head(State(state): State<AppState>, Path(source_id): Path<String>) 
 }
 
 fn too_large(max: usize) -> Response {
-    reject(StatusCode::PAYLOAD_TOO_LARGE, format!("body exceeds {max} bytes"))
+    reject(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("body exceeds {max} bytes"),
+    )
 }
 
 fn reject(status: StatusCode, reason: String) -> Response {

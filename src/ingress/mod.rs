@@ -57,7 +57,8 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(max_connections));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
     loop {
         // Waiting for a permit before accepting leaves extra connections in the kernel's backlog.
         let permit = tokio::select! {

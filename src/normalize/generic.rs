@@ -19,7 +19,11 @@ pub fn standard_meta(headers: &HeaderMap) -> DeliveryMeta {
     }
 }
 
-pub fn hmac_meta(headers: &HeaderMap, delivery_header: Option<&str>, event_header: Option<&str>) -> DeliveryMeta {
+pub fn hmac_meta(
+    headers: &HeaderMap,
+    delivery_header: Option<&str>,
+    event_header: Option<&str>,
+) -> DeliveryMeta {
     DeliveryMeta {
         delivery_id: delivery_header.and_then(|h| text(headers, h)),
         id_is_signed: false,

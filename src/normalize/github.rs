@@ -131,7 +131,10 @@ fn push(e: &mut Event, p: &Value) {
     } else {
         ("ref", r#ref.as_str())
     };
-    let commits = p.get("commits").and_then(Value::as_array).map_or(0, Vec::len);
+    let commits = p
+        .get("commits")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     let flag = |k: &str| p.get(k).and_then(Value::as_bool) == Some(true);
     e.title = Some(if flag("deleted") {
         format!("{what} {name} deleted")
@@ -143,7 +146,8 @@ fn push(e: &mut Event, p: &Value) {
         format!("{commits} new commit{s} on {name}{forced}")
     });
     e.url = str_at(p, "/compare").or_else(|| str_at(p, "/repository/html_url"));
-    e.summary = str_at(p, "/head_commit/message").and_then(|m| excerpt(m.lines().next().unwrap_or("")));
+    e.summary =
+        str_at(p, "/head_commit/message").and_then(|m| excerpt(m.lines().next().unwrap_or("")));
     e.kind = Some(EventKind::CodePushed);
 }
 
@@ -152,9 +156,17 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Value {
-        let path = format!("{}/../shared/fixtures/github/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../shared/fixtures/github/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let text = std::fs::read_to_string(&path)
-            .or_else(|_| std::fs::read_to_string(format!("{}/samples/github/{name}", env!("CARGO_MANIFEST_DIR"))))
+            .or_else(|_| {
+                std::fs::read_to_string(format!(
+                    "{}/samples/github/{name}",
+                    env!("CARGO_MANIFEST_DIR")
+                ))
+            })
             .unwrap();
         serde_json::from_str(&text).unwrap()
     }
@@ -166,8 +178,14 @@ mod tests {
         assert_eq!(e.native, "issues.opened");
         assert_eq!(e.project.as_deref(), Some("Codertocat/Hello-World"));
         assert_eq!(e.actor.as_deref(), Some("Codertocat"));
-        assert_eq!(e.title.as_deref(), Some("Spelling error in the README file"));
-        assert_eq!(e.url.as_deref(), Some("https://github.com/Codertocat/Hello-World/issues/1"));
+        assert_eq!(
+            e.title.as_deref(),
+            Some("Spelling error in the README file")
+        );
+        assert_eq!(
+            e.url.as_deref(),
+            Some("https://github.com/Codertocat/Hello-World/issues/1")
+        );
         assert_eq!(e.number, Some(1));
     }
 
@@ -180,7 +198,10 @@ mod tests {
 
     #[test]
     fn comment_points_at_the_comment() {
-        let e = normalize(Some("issue_comment"), &fixture("issue_comment.created.json"));
+        let e = normalize(
+            Some("issue_comment"),
+            &fixture("issue_comment.created.json"),
+        );
         assert_eq!(e.kind, Some(EventKind::CommentCreated));
         assert!(e.url.as_deref().unwrap().contains("#issuecomment-"));
         assert_eq!(
@@ -194,10 +215,16 @@ mod tests {
         let e = normalize(Some("pull_request"), &fixture("pull_request.opened.json"));
         assert_eq!(e.kind, Some(EventKind::ChangeOpened));
         let closed = fixture("pull_request.closed.json");
-        assert_eq!(normalize(Some("pull_request"), &closed).kind, Some(EventKind::ChangeClosed));
+        assert_eq!(
+            normalize(Some("pull_request"), &closed).kind,
+            Some(EventKind::ChangeClosed)
+        );
         let mut merged = closed.clone();
         merged["pull_request"]["merged"] = Value::Bool(true);
-        assert_eq!(normalize(Some("pull_request"), &merged).kind, Some(EventKind::ChangeMerged));
+        assert_eq!(
+            normalize(Some("pull_request"), &merged).kind,
+            Some(EventKind::ChangeMerged)
+        );
     }
 
     #[test]

@@ -80,7 +80,9 @@ pub fn handshake(provider: &Provider, meta: &DeliveryMeta) -> Option<Handshake> 
 pub fn normalize(provider: &Provider, event: Option<&str>, payload: &Value) -> Event {
     match provider {
         Provider::Github => github::normalize(event, payload),
-        Provider::Standard | Provider::Hmac { .. } => generic::normalize(provider.name(), event, payload),
+        Provider::Standard | Provider::Hmac { .. } => {
+            generic::normalize(provider.name(), event, payload)
+        }
     }
 }
 

@@ -126,12 +126,23 @@ pub struct Item {
 /// How an attempt on a `sending` item ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finish {
-    Sent { remote_id: Option<String>, note: Option<String> },
+    Sent {
+        remote_id: Option<String>,
+        note: Option<String>,
+    },
     /// A failed attempt: try again at `at`.
-    Retry { at: UnixMillis, error: String },
+    Retry {
+        at: UnixMillis,
+        error: String,
+    },
     /// Not an attempt at all (rate-limited, destination paused): back to pending without counting it.
-    Release { at: UnixMillis, error: String },
-    Dead { error: String },
+    Release {
+        at: UnixMillis,
+        error: String,
+    },
+    Dead {
+        error: String,
+    },
 }
 
 /// The store handle. Cheap to clone; all clones share one writer thread.
@@ -151,7 +162,9 @@ impl Store {
     /// Records a verified delivery, or finds the earlier copy of a duplicate.
     pub async fn record_delivery(&self, d: NewDelivery) -> Result<Recorded, StoreError> {
         let id = new_id();
-        self.writer.call(move |c| sqlite::record_delivery(c, &d, &id)).await
+        self.writer
+            .call(move |c| sqlite::record_delivery(c, &d, &id))
+            .await
     }
 
     /// Deliveries not yet turned into outbox items, oldest first.
@@ -172,57 +185,105 @@ impl Store {
     ) -> Result<(), StoreError> {
         let items: Vec<(String, NewItem)> = items.into_iter().map(|i| (new_id(), i)).collect();
         self.writer
-            .call(move |c| sqlite::save_plan(c, &delivery_id, &native, kind, &items, error.as_deref(), now))
+            .call(move |c| {
+                sqlite::save_plan(
+                    c,
+                    &delivery_id,
+                    &native,
+                    kind,
+                    &items,
+                    error.as_deref(),
+                    now,
+                )
+            })
             .await
     }
 
     /// Claims the next due item of `destination`: marks it `sending` and records the request in the
     /// ledger, committed before the caller makes the request.
-    pub async fn claim(&self, destination: &str, now: UnixMillis) -> Result<Option<Item>, StoreError> {
+    pub async fn claim(
+        &self,
+        destination: &str,
+        now: UnixMillis,
+    ) -> Result<Option<Item>, StoreError> {
         let destination = destination.to_string();
-        self.writer.call(move |c| sqlite::claim(c, &destination, now)).await
+        self.writer
+            .call(move |c| sqlite::claim(c, &destination, now))
+            .await
     }
 
     /// When the earliest waiting item of `destination` becomes due.
     pub async fn next_due(&self, destination: &str) -> Result<Option<UnixMillis>, StoreError> {
         let destination = destination.to_string();
-        self.writer.call(move |c| sqlite::next_due(c, &destination)).await
+        self.writer
+            .call(move |c| sqlite::next_due(c, &destination))
+            .await
     }
 
     pub async fn finish(&self, id: &str, how: Finish, now: UnixMillis) -> Result<(), StoreError> {
         let id = id.to_string();
-        self.writer.call(move |c| sqlite::finish(c, &id, &how, now)).await
+        self.writer
+            .call(move |c| sqlite::finish(c, &id, &how, now))
+            .await
     }
 
     /// Puts items left `sending` by a crash back in the queue; they are sent again with the same text.
     pub async fn recover_interrupted(&self, now: UnixMillis) -> Result<usize, StoreError> {
-        self.writer.call(move |c| sqlite::recover_interrupted(c, now)).await
+        self.writer
+            .call(move |c| sqlite::recover_interrupted(c, now))
+            .await
     }
 
     /// Requests made to `destination` after `since`: their count and the oldest one's time.
-    pub async fn ledger(&self, destination: &str, since: UnixMillis) -> Result<(u32, Option<UnixMillis>), StoreError> {
+    pub async fn ledger(
+        &self,
+        destination: &str,
+        since: UnixMillis,
+    ) -> Result<(u32, Option<UnixMillis>), StoreError> {
         let destination = destination.to_string();
-        self.writer.call(move |c| sqlite::ledger(c, &destination, since)).await
+        self.writer
+            .call(move |c| sqlite::ledger(c, &destination, since))
+            .await
     }
 
     /// Forgets ledger rows older than any window needs.
     pub async fn prune_ledger(&self, before: UnixMillis) -> Result<usize, StoreError> {
-        self.writer.call(move |c| sqlite::prune_ledger(c, before)).await
+        self.writer
+            .call(move |c| sqlite::prune_ledger(c, before))
+            .await
     }
 
     /// Holds `destination` until `until` (the later of this and any existing hold wins).
-    pub async fn block(&self, destination: &str, until: UnixMillis, reason: &str) -> Result<(), StoreError> {
+    pub async fn block(
+        &self,
+        destination: &str,
+        until: UnixMillis,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         let (destination, reason) = (destination.to_string(), reason.to_string());
-        self.writer.call(move |c| sqlite::block(c, &destination, until, &reason)).await
+        self.writer
+            .call(move |c| sqlite::block(c, &destination, until, &reason))
+            .await
     }
 
-    pub async fn blocked(&self, destination: &str) -> Result<Option<(UnixMillis, String)>, StoreError> {
+    pub async fn blocked(
+        &self,
+        destination: &str,
+    ) -> Result<Option<(UnixMillis, String)>, StoreError> {
         let destination = destination.to_string();
-        self.writer.call(move |c| sqlite::blocked(c, &destination)).await
+        self.writer
+            .call(move |c| sqlite::blocked(c, &destination))
+            .await
     }
 
-    pub async fn items(&self, state: Option<ItemState>, limit: usize) -> Result<Vec<Item>, StoreError> {
-        self.writer.call(move |c| sqlite::items(c, state, limit)).await
+    pub async fn items(
+        &self,
+        state: Option<ItemState>,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        self.writer
+            .call(move |c| sqlite::items(c, state, limit))
+            .await
     }
 
     pub async fn item(&self, id: &str) -> Result<Option<Item>, StoreError> {
@@ -277,7 +338,13 @@ mod tests {
         let first = store.record_delivery(delivery("a", b"{1}")).await.unwrap();
         assert!(!first.duplicate);
         let again = store.record_delivery(delivery("a", b"{2}")).await.unwrap();
-        assert_eq!(again, Recorded { id: first.id.clone(), duplicate: true });
+        assert_eq!(
+            again,
+            Recorded {
+                id: first.id.clone(),
+                duplicate: true
+            }
+        );
         let replayed_body = store.record_delivery(delivery("b", b"{1}")).await.unwrap();
         assert_eq!(replayed_body.id, first.id);
         assert!(replayed_body.duplicate);
@@ -311,7 +378,14 @@ mod tests {
         let d = store.record_delivery(delivery("a", b"{}")).await.unwrap();
         assert_eq!(store.unplanned(10).await.unwrap().len(), 1);
         store
-            .save_plan(d.id.clone(), "issues.opened".into(), Some("task.created"), vec![item("team")], None, 10)
+            .save_plan(
+                d.id.clone(),
+                "issues.opened".into(),
+                Some("task.created"),
+                vec![item("team")],
+                None,
+                10,
+            )
             .await
             .unwrap();
         assert!(store.unplanned(10).await.unwrap().is_empty());
@@ -326,16 +400,31 @@ mod tests {
         let store = Store::open(&path).unwrap();
         assert_eq!(store.recover_interrupted(20).await.unwrap(), 1);
         let again = store.claim("team", 20).await.unwrap().unwrap();
-        assert_eq!((again.id.as_str(), again.attempts), (claimed.id.as_str(), 2));
+        assert_eq!(
+            (again.id.as_str(), again.attempts),
+            (claimed.id.as_str(), 2)
+        );
         store
-            .finish(&again.id, Finish::Sent { remote_id: Some("99".into()), note: None }, 21)
+            .finish(
+                &again.id,
+                Finish::Sent {
+                    remote_id: Some("99".into()),
+                    note: None,
+                },
+                21,
+            )
             .await
             .unwrap();
         let sent = store.item(&again.id).await.unwrap().unwrap();
-        assert_eq!((sent.state, sent.remote_id.as_deref(), sent.sent_at), (ItemState::Sent, Some("99"), Some(21)));
+        assert_eq!(
+            (sent.state, sent.remote_id.as_deref(), sent.sent_at),
+            (ItemState::Sent, Some("99"), Some(21))
+        );
         // Finishing twice is refused: only a `sending` item can finish.
         assert!(matches!(
-            store.finish(&again.id, Finish::Dead { error: "x".into() }, 22).await,
+            store
+                .finish(&again.id, Finish::Dead { error: "x".into() }, 22)
+                .await,
             Err(StoreError::NotFound(_))
         ));
         assert_eq!(store.ledger("team", 0).await.unwrap(), (2, Some(10)));
@@ -360,17 +449,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db")).unwrap();
         let d = store.record_delivery(delivery("a", b"{}")).await.unwrap();
-        store.save_plan(d.id, "n".into(), None, vec![item("team")], None, 1).await.unwrap();
+        store
+            .save_plan(d.id, "n".into(), None, vec![item("team")], None, 1)
+            .await
+            .unwrap();
         let it = store.claim("team", 1).await.unwrap().unwrap();
         store
-            .finish(&it.id, Finish::Release { at: 500, error: "429".into() }, 2)
+            .finish(
+                &it.id,
+                Finish::Release {
+                    at: 500,
+                    error: "429".into(),
+                },
+                2,
+            )
             .await
             .unwrap();
         let it = store.item(&it.id).await.unwrap().unwrap();
-        assert_eq!((it.state, it.attempts, it.next_attempt_at), (ItemState::Pending, 0, 500));
+        assert_eq!(
+            (it.state, it.attempts, it.next_attempt_at),
+            (ItemState::Pending, 0, 500)
+        );
         assert_eq!(store.next_due("team").await.unwrap(), Some(500));
         store.block("team", 900, "429").await.unwrap();
         store.block("team", 800, "older").await.unwrap();
-        assert_eq!(store.blocked("team").await.unwrap(), Some((900, "429".to_string())));
+        assert_eq!(
+            store.blocked("team").await.unwrap(),
+            Some((900, "429".to_string()))
+        );
     }
 }

@@ -61,15 +61,17 @@ impl Writer {
             (ok, reply)
         });
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the store could not begin a transaction".to_string()))?
+        rx.await.map_err(|_| {
+            StoreError::Unavailable("the store could not begin a transaction".to_string())
+        })?
     }
 }
 
 /// Opens a connection with the settings durability depends on.
 pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(unavailable)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(unavailable)?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
         .map_err(unavailable)?;
@@ -99,7 +101,10 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         )));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        let batch = format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;", i + 1);
+        let batch = format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        );
         if let Err(e) = conn.execute_batch(&batch) {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(unavailable(e));
@@ -129,7 +134,11 @@ fn run(conn: Connection, jobs: mpsc::Receiver<Job>) {
             let savepoint = conn.execute_batch("SAVEPOINT job");
             let (ok, reply) = job(&conn);
             if savepoint.is_ok() {
-                let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+                let end = if ok {
+                    "RELEASE job"
+                } else {
+                    "ROLLBACK TO job; RELEASE job"
+                };
                 let _ = conn.execute_batch(end);
             }
             replies.push(reply);
@@ -150,7 +159,11 @@ pub fn unavailable(e: rusqlite::Error) -> StoreError {
 
 // The SQL of each operation follows. Each runs inside the writer's transaction.
 
-pub fn record_delivery(conn: &Connection, d: &NewDelivery, id: &str) -> Result<Recorded, StoreError> {
+pub fn record_delivery(
+    conn: &Connection,
+    d: &NewDelivery,
+    id: &str,
+) -> Result<Recorded, StoreError> {
     let inserted = conn
         .execute(
             "INSERT INTO deliveries (id, source, dedupe_key, body_sha256, event, body, received_at, state)
@@ -213,11 +226,24 @@ pub fn save_plan(
                                  attempts, next_attempt_at, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 0, ?8, ?8, ?8)
              ON CONFLICT (delivery_id, route, destination) DO NOTHING",
-            params![id, delivery_id, item.route as i64, item.destination, item.kind, item.text, item.length as i64, now],
+            params![
+                id,
+                delivery_id,
+                item.route as i64,
+                item.destination,
+                item.kind,
+                item.text,
+                item.length as i64,
+                now
+            ],
         )
         .map_err(unavailable)?;
     }
-    let state = if error.is_some() && items.is_empty() { "failed" } else { "planned" };
+    let state = if error.is_some() && items.is_empty() {
+        "failed"
+    } else {
+        "planned"
+    };
     conn.execute(
         "UPDATE deliveries SET state = ?2, native = ?3, kind = ?4, error = ?5 WHERE id = ?1",
         params![delivery_id, state, native, kind, error],
@@ -226,7 +252,8 @@ pub fn save_plan(
     Ok(())
 }
 
-const ITEM_COLUMNS: &str = "id, delivery_id, route, destination, kind, text, length, state, attempts,
+const ITEM_COLUMNS: &str =
+    "id, delivery_id, route, destination, kind, text, length, state, attempts,
     next_attempt_at, created_at, updated_at, sent_at, remote_id, last_error";
 
 fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
@@ -250,7 +277,11 @@ fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
     })
 }
 
-pub fn claim(conn: &Connection, destination: &str, now: UnixMillis) -> Result<Option<Item>, StoreError> {
+pub fn claim(
+    conn: &Connection,
+    destination: &str,
+    now: UnixMillis,
+) -> Result<Option<Item>, StoreError> {
     let sql = format!(
         "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ?2
          WHERE id = (SELECT id FROM outbox WHERE destination = ?1 AND state IN ('pending', 'retry')
@@ -281,7 +312,12 @@ pub fn next_due(conn: &Connection, destination: &str) -> Result<Option<UnixMilli
     .map_err(unavailable)
 }
 
-pub fn finish(conn: &Connection, id: &str, how: &Finish, now: UnixMillis) -> Result<(), StoreError> {
+pub fn finish(
+    conn: &Connection,
+    id: &str,
+    how: &Finish,
+    now: UnixMillis,
+) -> Result<(), StoreError> {
     let changed = match how {
         Finish::Sent { remote_id, note } => conn.execute(
             "UPDATE outbox SET state = 'sent', sent_at = ?2, updated_at = ?2, remote_id = ?3, last_error = ?4
@@ -306,7 +342,9 @@ pub fn finish(conn: &Connection, id: &str, how: &Finish, now: UnixMillis) -> Res
     }
     .map_err(unavailable)?;
     if changed == 0 {
-        return Err(StoreError::NotFound(format!("outbox item {id} in state sending")));
+        return Err(StoreError::NotFound(format!(
+            "outbox item {id} in state sending"
+        )));
     }
     Ok(())
 }
@@ -321,7 +359,11 @@ pub fn recover_interrupted(conn: &Connection, now: UnixMillis) -> Result<usize, 
     .map_err(unavailable)
 }
 
-pub fn ledger(conn: &Connection, destination: &str, since: UnixMillis) -> Result<(u32, Option<UnixMillis>), StoreError> {
+pub fn ledger(
+    conn: &Connection,
+    destination: &str,
+    since: UnixMillis,
+) -> Result<(u32, Option<UnixMillis>), StoreError> {
     conn.query_row(
         "SELECT count(*), min(at) FROM send_ledger WHERE destination = ?1 AND at > ?2",
         params![destination, since],
@@ -330,7 +372,12 @@ pub fn ledger(conn: &Connection, destination: &str, since: UnixMillis) -> Result
     .map_err(unavailable)
 }
 
-pub fn block(conn: &Connection, destination: &str, until: UnixMillis, reason: &str) -> Result<(), StoreError> {
+pub fn block(
+    conn: &Connection,
+    destination: &str,
+    until: UnixMillis,
+    reason: &str,
+) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO destination_blocks (destination, until, reason) VALUES (?1, ?2, ?3)
          ON CONFLICT (destination) DO UPDATE SET until = max(until, excluded.until),
@@ -341,7 +388,10 @@ pub fn block(conn: &Connection, destination: &str, until: UnixMillis, reason: &s
     Ok(())
 }
 
-pub fn blocked(conn: &Connection, destination: &str) -> Result<Option<(UnixMillis, String)>, StoreError> {
+pub fn blocked(
+    conn: &Connection,
+    destination: &str,
+) -> Result<Option<(UnixMillis, String)>, StoreError> {
     conn.query_row(
         "SELECT until, reason FROM destination_blocks WHERE destination = ?1",
         [destination],
@@ -352,23 +402,33 @@ pub fn blocked(conn: &Connection, destination: &str) -> Result<Option<(UnixMilli
 }
 
 pub fn prune_ledger(conn: &Connection, before: UnixMillis) -> Result<usize, StoreError> {
-    conn.execute("DELETE FROM send_ledger WHERE at < ?1", [before]).map_err(unavailable)
+    conn.execute("DELETE FROM send_ledger WHERE at < ?1", [before])
+        .map_err(unavailable)
 }
 
-pub fn items(conn: &Connection, state: Option<ItemState>, limit: usize) -> Result<Vec<Item>, StoreError> {
+pub fn items(
+    conn: &Connection,
+    state: Option<ItemState>,
+    limit: usize,
+) -> Result<Vec<Item>, StoreError> {
     let sql = format!(
         "SELECT {ITEM_COLUMNS} FROM outbox WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2"
     );
     let mut stmt = conn.prepare(&sql).map_err(unavailable)?;
     let rows = stmt
-        .query_map(params![state.map(ItemState::as_str), limit as i64], item_from_row)
+        .query_map(
+            params![state.map(ItemState::as_str), limit as i64],
+            item_from_row,
+        )
         .map_err(unavailable)?;
     rows.collect::<Result<_, _>>().map_err(unavailable)
 }
 
 pub fn item(conn: &Connection, id: &str) -> Result<Option<Item>, StoreError> {
     let sql = format!("SELECT {ITEM_COLUMNS} FROM outbox WHERE id = ?1");
-    conn.query_row(&sql, [id], item_from_row).optional().map_err(unavailable)
+    conn.query_row(&sql, [id], item_from_row)
+        .optional()
+        .map_err(unavailable)
 }
 
 pub fn counts(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {

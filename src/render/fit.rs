@@ -142,7 +142,9 @@ impl<'t> Words<'t> {
         let mut items = Vec::new();
         let mut rest = text;
         while !rest.is_empty() {
-            let word_start = rest.find(|c: char| !c.is_whitespace()).unwrap_or(rest.len());
+            let word_start = rest
+                .find(|c: char| !c.is_whitespace())
+                .unwrap_or(rest.len());
             let (space, after) = rest.split_at(word_start);
             if after.is_empty() {
                 break;
@@ -150,7 +152,8 @@ impl<'t> Words<'t> {
             let word_end = after.find(char::is_whitespace).unwrap_or(after.len());
             let (word, tail) = after.split_at(word_end);
             let bare = word.trim_start_matches(['(', '[', '"', '\'', '“']);
-            let is_tag = (bare.starts_with('@') || bare.starts_with('#')) && bare.chars().count() > 1;
+            let is_tag =
+                (bare.starts_with('@') || bare.starts_with('#')) && bare.chars().count() > 1;
             let is_entity = is_tag || urls.iter().any(|u| word.contains(u.as_str()));
             items.push((space, word, is_entity));
             rest = tail;
@@ -159,7 +162,9 @@ impl<'t> Words<'t> {
     }
 
     fn indices(&self, entities: bool) -> Vec<usize> {
-        (0..self.items.len()).filter(|&i| self.items[i].2 == entities).collect()
+        (0..self.items.len())
+            .filter(|&i| self.items[i].2 == entities)
+            .collect()
     }
 
     /// Joins the words except `removed`, marking each removed run with `…` after the word before it.
@@ -181,7 +186,11 @@ impl<'t> Words<'t> {
             out.push_str(word);
         }
         let trimmed = out.trim();
-        if trimmed == ELLIPSIS { String::new() } else { trimmed.to_string() }
+        if trimmed == ELLIPSIS {
+            String::new()
+        } else {
+            trimmed.to_string()
+        }
     }
 }
 
@@ -222,7 +231,10 @@ mod tests {
         ];
         for (text, weighted, valid) in cases {
             let parsed = twitter_text::parse(&text, &Configuration::default(), true);
-            assert_eq!(parsed.weighted_length as usize, weighted, "weighted length of {text:?}");
+            assert_eq!(
+                parsed.weighted_length as usize, weighted,
+                "weighted length of {text:?}"
+            );
             assert_eq!(parsed.is_valid, valid, "validity of {text:?}");
             assert_eq!(weighted_length(&text), weighted);
         }
@@ -239,11 +251,18 @@ mod tests {
     #[test]
     fn long_text_is_cut_at_a_word_and_keeps_its_url() {
         let title = "word ".repeat(80);
-        let text = format!("acme/widgets: alice opened {title}https://github.com/acme/widgets/issues/12345");
+        let text = format!(
+            "acme/widgets: alice opened {title}https://github.com/acme/widgets/issues/12345"
+        );
         let f = fit(&text, Limit::Tweet);
         assert!(f.length <= 280, "{}", f.length);
         assert!(f.length >= 270, "cut more than needed: {}", f.length);
-        assert!(f.text.ends_with("word… https://github.com/acme/widgets/issues/12345"), "{}", f.text);
+        assert!(
+            f.text
+                .ends_with("word… https://github.com/acme/widgets/issues/12345"),
+            "{}",
+            f.text
+        );
         assert!(f.text.starts_with("acme/widgets: alice opened word"));
         assert!(f.shortened);
         assert_eq!(f.length, weighted_length(&f.text));

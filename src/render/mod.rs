@@ -43,7 +43,9 @@ pub struct Templates {
 
 impl std::fmt::Debug for Templates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Templates").field("names", &self.origins.keys()).finish()
+        f.debug_struct("Templates")
+            .field("names", &self.origins.keys())
+            .finish()
     }
 }
 
@@ -70,7 +72,12 @@ impl Templates {
     }
 
     /// Compiles a `when` expression under `name`; `test` evaluates it.
-    pub fn add_condition(&mut self, name: &str, expr: &str, origin: Origin) -> Result<(), RenderError> {
+    pub fn add_condition(
+        &mut self,
+        name: &str,
+        expr: &str,
+        origin: Origin,
+    ) -> Result<(), RenderError> {
         if expr.contains("%}") || expr.contains("{%") {
             return Err(RenderError {
                 location: format!("{}:{}", origin.file, origin.first_line),
@@ -82,7 +89,10 @@ impl Templates {
 
     /// Renders `name` for an event; the result is trimmed of surrounding whitespace.
     pub fn render(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
-        let tmpl = self.env.get_template(name).map_err(|e| self.error(name, &e))?;
+        let tmpl = self
+            .env
+            .get_template(name)
+            .map_err(|e| self.error(name, &e))?;
         let out = tmpl.render(ctx).map_err(|e| self.error(name, &e))?;
         Ok(out.trim().to_string())
     }
@@ -138,8 +148,12 @@ mod tests {
     #[test]
     fn renders_without_escaping_and_with_none_fields() {
         let mut t = Templates::default();
-        t.add("r", "{{ event.title }} {{ event.url or 'no url' }} {{ payload.x }}".into(), origin(3))
-            .unwrap();
+        t.add(
+            "r",
+            "{{ event.title }} {{ event.url or 'no url' }} {{ payload.x }}".into(),
+            origin(3),
+        )
+        .unwrap();
         let ctx = context(&event(), &serde_json::json!({"x": 1}));
         assert_eq!(t.render("r", &ctx).unwrap(), "Fix <b> & co no url 1");
     }
@@ -147,8 +161,15 @@ mod tests {
     #[test]
     fn typos_fail_with_file_and_line() {
         let mut t = Templates::default();
-        t.add("r", "line one\n{{ event.titel | upper }}".into(), origin(10)).unwrap();
-        let err = t.render("r", &context(&event(), &serde_json::json!({}))).unwrap_err();
+        t.add(
+            "r",
+            "line one\n{{ event.titel | upper }}".into(),
+            origin(10),
+        )
+        .unwrap();
+        let err = t
+            .render("r", &context(&event(), &serde_json::json!({})))
+            .unwrap_err();
         assert_eq!(err.location, "chirpd.toml:11");
         assert!(err.message.contains("undefined"), "{}", err.message);
     }
@@ -156,25 +177,40 @@ mod tests {
     #[test]
     fn syntax_errors_point_at_their_line() {
         let mut t = Templates::default();
-        let err = t.add("r", "ok\nok\n{% if %}".into(), origin(1)).unwrap_err();
+        let err = t
+            .add("r", "ok\nok\n{% if %}".into(), origin(1))
+            .unwrap_err();
         assert_eq!(err.location, "chirpd.toml:3");
     }
 
     #[test]
     fn runaway_templates_run_out_of_fuel() {
         let mut t = Templates::default();
-        t.add("r", "{% for i in range(100000) %}{% for j in range(100) %}x{% endfor %}{% endfor %}".into(), origin(1))
-            .unwrap();
-        let err = t.render("r", &context(&event(), &serde_json::json!({}))).unwrap_err();
+        t.add(
+            "r",
+            "{% for i in range(100000) %}{% for j in range(100) %}x{% endfor %}{% endfor %}".into(),
+            origin(1),
+        )
+        .unwrap();
+        let err = t
+            .render("r", &context(&event(), &serde_json::json!({})))
+            .unwrap_err();
         assert!(err.message.contains("fuel"), "{}", err.message);
     }
 
     #[test]
     fn conditions_evaluate_against_the_event() {
         let mut t = Templates::default();
-        t.add_condition("w", "event.kind == 'task.created' and 'x' not in event.labels", origin(1))
-            .unwrap();
-        assert!(t.test("w", &context(&event(), &serde_json::json!({}))).unwrap());
+        t.add_condition(
+            "w",
+            "event.kind == 'task.created' and 'x' not in event.labels",
+            origin(1),
+        )
+        .unwrap();
+        assert!(
+            t.test("w", &context(&event(), &serde_json::json!({})))
+                .unwrap()
+        );
         assert!(t.add_condition("w3", "1 %} x {% if 1", origin(4)).is_err());
     }
 }

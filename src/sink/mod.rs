@@ -51,7 +51,10 @@ pub enum Outcome {
     /// A transient failure (5xx, timeout, reset): try again after a backoff.
     Retry { reason: String },
     /// 429: nothing is sent to this destination before `until`.
-    RateLimited { until: Option<UnixMillis>, reason: String },
+    RateLimited {
+        until: Option<UnixMillis>,
+        reason: String,
+    },
     /// The destination itself cannot post (bad credentials, no credits, access level): hold everything
     /// for this destination and tell the admin, without failing the items.
     Pause { reason: String },

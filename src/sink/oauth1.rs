@@ -46,7 +46,11 @@ pub fn authorization(
 pub fn nonce() -> String {
     use rand::Rng;
     use rand::distr::Alphanumeric;
-    rand::rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect()
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
 }
 
 #[cfg(test)]
@@ -70,7 +74,10 @@ mod tests {
 
     const PARAMS: [(&str, &str); 2] = [
         ("include_entities", "true"),
-        ("status", "Hello Ladies + Gentlemen, a signed OAuth request!"),
+        (
+            "status",
+            "Hello Ladies + Gentlemen, a signed OAuth request!",
+        ),
     ];
     const NONCE: &str = "kYjzVBB8Y0ZFabxSWbWovY3uYSQ2pTgmZeNu2VS4cg";
 

@@ -80,7 +80,11 @@ impl XClient {
             .await
             .map_err(|e| format!("GET /2/users/me answered unreadable JSON: {e}"))?;
         if !status.is_success() {
-            return Err(format!("GET /2/users/me answered {}: {}", status.as_u16(), reason_of(&body)));
+            return Err(format!(
+                "GET /2/users/me answered {}: {}",
+                status.as_u16(),
+                reason_of(&body)
+            ));
         }
         body.pointer("/data/protected")
             .and_then(Value::as_bool)
@@ -100,7 +104,10 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> Answer {
     let reason = || format!("X answered {status}: {}", reason_of(&json));
     let outcome = match status {
         200..=299 => Outcome::Sent {
-            remote_id: json.pointer("/data/id").and_then(Value::as_str).map(str::to_string),
+            remote_id: json
+                .pointer("/data/id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         },
         403 if is_duplicate(&json) => Outcome::AlreadyPosted,
         429 => Outcome::RateLimited {
@@ -108,7 +115,10 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> Answer {
             reason: reason(),
         },
         401 | 402 => Outcome::Pause { reason: reason() },
-        403 if has_code(&json, 453) || type_contains(&json, "client-forbidden") || type_contains(&json, "client-not-enrolled") => {
+        403 if has_code(&json, 453)
+            || type_contains(&json, "client-forbidden")
+            || type_contains(&json, "client-not-enrolled") =>
+        {
             Outcome::Pause { reason: reason() }
         }
         408 | 500..=599 => Outcome::Retry { reason: reason() },
@@ -150,11 +160,16 @@ fn is_duplicate(json: &Value) -> bool {
 fn has_code(json: &Value, code: i64) -> bool {
     json.get("errors")
         .and_then(Value::as_array)
-        .is_some_and(|errs| errs.iter().any(|e| e.get("code").and_then(Value::as_i64) == Some(code)))
+        .is_some_and(|errs| {
+            errs.iter()
+                .any(|e| e.get("code").and_then(Value::as_i64) == Some(code))
+        })
 }
 
 fn type_contains(json: &Value, needle: &str) -> bool {
-    json.get("type").and_then(Value::as_str).is_some_and(|t| t.contains(needle))
+    json.get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.contains(needle))
 }
 
 /// X's one-line explanation from a problem or v1.1-style error body.
@@ -198,9 +213,15 @@ mod tests {
         let code453 = r#"{"errors":[{"message":"You currently have access to a subset of X API V2 endpoints","code":453}]}"#;
         assert!(matches!(classify_json(403, code453), Outcome::Pause { .. }));
         let credits = r#"{"detail":"credits depleted","status":402,"title":"Payment Required","type":"https://api.x.com/2/problems/credits-depleted"}"#;
-        assert!(matches!(classify_json(402, credits), Outcome::Pause { reason } if reason.contains("credits depleted")));
-        let unauthorized = r#"{"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"}"#;
-        assert!(matches!(classify_json(401, unauthorized), Outcome::Pause { .. }));
+        assert!(
+            matches!(classify_json(402, credits), Outcome::Pause { reason } if reason.contains("credits depleted"))
+        );
+        let unauthorized =
+            r#"{"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"}"#;
+        assert!(matches!(
+            classify_json(401, unauthorized),
+            Outcome::Pause { .. }
+        ));
     }
 
     #[test]
@@ -212,8 +233,14 @@ mod tests {
                 reason: "X answered 400: The text is too long.".into()
             }
         );
-        assert!(matches!(classify_json(503, "<html>"), Outcome::Retry { .. }));
-        assert!(matches!(classify_json(403, r#"{"detail":"nope"}"#), Outcome::Dead { .. }));
+        assert!(matches!(
+            classify_json(503, "<html>"),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify_json(403, r#"{"detail":"nope"}"#),
+            Outcome::Dead { .. }
+        ));
     }
 
     #[test]
@@ -222,6 +249,12 @@ mod tests {
         h.insert("x-rate-limit-remaining", "0".parse().unwrap());
         h.insert("x-rate-limit-reset", "1705420800".parse().unwrap());
         let a = classify(429, &h, br#"{"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429}"#);
-        assert!(matches!(a.outcome, Outcome::RateLimited { until: Some(1_705_420_800_000), .. }));
+        assert!(matches!(
+            a.outcome,
+            Outcome::RateLimited {
+                until: Some(1_705_420_800_000),
+                ..
+            }
+        ));
     }
 }

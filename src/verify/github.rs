@@ -23,7 +23,12 @@ impl Github {
             .strip_prefix("sha256=")
             .ok_or_else(|| malformed("expected sha256=<hex>"))?;
         let expected = hex::decode(digest).map_err(|_| malformed("digest is not hex"))?;
-        if mac::verify(Algorithm::Sha256, self.secret.expose().as_bytes(), &[body], &expected) {
+        if mac::verify(
+            Algorithm::Sha256,
+            self.secret.expose().as_bytes(),
+            &[body],
+            &expected,
+        ) {
             Ok(())
         } else {
             Err(VerifyError::Mismatch)
@@ -64,9 +69,15 @@ mod tests {
     #[test]
     fn altered_body_or_signature_fails() {
         let h = with_sig("sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17");
-        assert_eq!(github().verify(&h, b"Hello, World?"), Err(VerifyError::Mismatch));
+        assert_eq!(
+            github().verify(&h, b"Hello, World?"),
+            Err(VerifyError::Mismatch)
+        );
         let h = with_sig("sha256=857107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17");
-        assert_eq!(github().verify(&h, b"Hello, World!"), Err(VerifyError::Mismatch));
+        assert_eq!(
+            github().verify(&h, b"Hello, World!"),
+            Err(VerifyError::Mismatch)
+        );
     }
 
     #[test]
@@ -75,7 +86,10 @@ mod tests {
         assert_eq!(err.to_string(), "missing x-hub-signature-256 header");
         // The legacy SHA-1 form is refused: it must not be a downgrade path.
         let err = github()
-            .verify(&with_sig("sha1=01dc10d0c83e72ed246219cdd91669667fe2ca59"), b"Hello, World!")
+            .verify(
+                &with_sig("sha1=01dc10d0c83e72ed246219cdd91669667fe2ca59"),
+                b"Hello, World!",
+            )
             .unwrap_err();
         assert!(matches!(err, VerifyError::Malformed { .. }));
         let err = github().verify(&with_sig("sha256=zz"), b"x").unwrap_err();

@@ -30,10 +30,12 @@ pub struct GenericHmac {
 impl GenericHmac {
     pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), VerifyError> {
         let value = header(headers, &self.header)?;
-        let digest = value.strip_prefix(self.prefix.as_str()).ok_or(VerifyError::Malformed {
-            header: self.header.clone(),
-            reason: "missing the configured prefix",
-        })?;
+        let digest = value
+            .strip_prefix(self.prefix.as_str())
+            .ok_or(VerifyError::Malformed {
+                header: self.header.clone(),
+                reason: "missing the configured prefix",
+            })?;
         let expected = match self.encoding {
             Encoding::Hex => hex::decode(digest.trim()).ok(),
             Encoding::Base64 => B64.decode(digest.trim()).ok(),
@@ -42,7 +44,12 @@ impl GenericHmac {
             header: self.header.clone(),
             reason: "digest is not in the configured encoding",
         })?;
-        if mac::verify(self.algorithm, self.secret.expose().as_bytes(), &[body], &expected) {
+        if mac::verify(
+            self.algorithm,
+            self.secret.expose().as_bytes(),
+            &[body],
+            &expected,
+        ) {
             Ok(())
         } else {
             Err(VerifyError::Mismatch)
@@ -98,8 +105,15 @@ mod tests {
     #[test]
     fn sha512_round_trip_and_wrong_prefix() {
         let v = scheme(Algorithm::Sha512, Encoding::Hex, "sha512=");
-        let sig = hex::encode(mac::sign(Algorithm::Sha512, b"It's a Secret to Everybody", &[b"body"]));
+        let sig = hex::encode(mac::sign(
+            Algorithm::Sha512,
+            b"It's a Secret to Everybody",
+            &[b"body"],
+        ));
         assert_eq!(v.verify(&with(&format!("sha512={sig}")), b"body"), Ok(()));
-        assert!(matches!(v.verify(&with(&sig), b"body"), Err(VerifyError::Malformed { .. })));
+        assert!(matches!(
+            v.verify(&with(&sig), b"body"),
+            Err(VerifyError::Malformed { .. })
+        ));
     }
 }

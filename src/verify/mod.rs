@@ -29,7 +29,10 @@ pub enum VerifyError {
     #[error("missing {0} header")]
     MissingHeader(String),
     #[error("malformed {header} header: {reason}")]
-    Malformed { header: String, reason: &'static str },
+    Malformed {
+        header: String,
+        reason: &'static str,
+    },
     #[error("signature does not match")]
     Mismatch,
     #[error("timestamp is {skew_secs} s away from now, outside the {tolerance_secs} s tolerance")]
@@ -38,7 +41,12 @@ pub enum VerifyError {
 
 impl Verifier {
     /// Checks `body` as received against the source's scheme.
-    pub fn verify(&self, headers: &HeaderMap, body: &[u8], now: UnixMillis) -> Result<(), VerifyError> {
+    pub fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: UnixMillis,
+    ) -> Result<(), VerifyError> {
         match self {
             Verifier::Github(v) => v.verify(headers, body),
             Verifier::Standard(v) => v.verify(headers, body, now),

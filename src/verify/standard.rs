@@ -48,7 +48,12 @@ impl Standard {
         })
     }
 
-    pub fn verify(&self, headers: &HeaderMap, body: &[u8], now: UnixMillis) -> Result<(), VerifyError> {
+    pub fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: UnixMillis,
+    ) -> Result<(), VerifyError> {
         let (id, ts, sigs) = match header(headers, "webhook-id") {
             Ok(id) => (
                 id,
@@ -138,10 +143,16 @@ mod tests {
             "1614265330",
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
         );
-        assert_eq!(v.verify(&h, br#"{"test": 2432232314}"#, 1614265330 * 1000), Ok(()));
+        assert_eq!(
+            v.verify(&h, br#"{"test": 2432232314}"#, 1614265330 * 1000),
+            Ok(())
+        );
         // The secret is accepted without its prefix too.
         let v = Standard::new("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", TOL).unwrap();
-        assert_eq!(v.verify(&h, br#"{"test": 2432232314}"#, 1614265330 * 1000), Ok(()));
+        assert_eq!(
+            v.verify(&h, br#"{"test": 2432232314}"#, 1614265330 * 1000),
+            Ok(())
+        );
     }
 
     #[test]
@@ -152,7 +163,10 @@ mod tests {
             &V1_TS.to_string(),
             "v1,R3PTzyfHASBKHH98a7yexTwaJ4yNIcGhFQc1yuN+BPU=",
         );
-        assert_eq!(v.verify(&h, V1_BODY, V1_TS * 1000), Err(VerifyError::Mismatch));
+        assert_eq!(
+            v.verify(&h, V1_BODY, V1_TS * 1000),
+            Err(VerifyError::Mismatch)
+        );
     }
 
     #[test]
@@ -170,9 +184,18 @@ mod tests {
         let v = Standard::new(V1_SECRET, TOL).unwrap();
         let h = headers(V1_ID, &V1_TS.to_string(), V1_SIG);
         let late = (V1_TS + TOL + 1) * 1000;
-        assert!(matches!(v.verify(&h, V1_BODY, late), Err(VerifyError::Stale { skew_secs: 301, .. })));
+        assert!(matches!(
+            v.verify(&h, V1_BODY, late),
+            Err(VerifyError::Stale { skew_secs: 301, .. })
+        ));
         let early = (V1_TS - TOL - 1) * 1000;
-        assert!(matches!(v.verify(&h, V1_BODY, early), Err(VerifyError::Stale { skew_secs: -301, .. })));
+        assert!(matches!(
+            v.verify(&h, V1_BODY, early),
+            Err(VerifyError::Stale {
+                skew_secs: -301,
+                ..
+            })
+        ));
         assert_eq!(v.verify(&h, V1_BODY, (V1_TS + TOL) * 1000), Ok(()));
     }
 
@@ -180,11 +203,20 @@ mod tests {
     fn tampered_id_timestamp_or_body_fails() {
         let v = Standard::new(V1_SECRET, TOL).unwrap();
         let h = headers("msg_other", &V1_TS.to_string(), V1_SIG);
-        assert_eq!(v.verify(&h, V1_BODY, V1_TS * 1000), Err(VerifyError::Mismatch));
+        assert_eq!(
+            v.verify(&h, V1_BODY, V1_TS * 1000),
+            Err(VerifyError::Mismatch)
+        );
         let h = headers(V1_ID, &(V1_TS + 1).to_string(), V1_SIG);
-        assert_eq!(v.verify(&h, V1_BODY, V1_TS * 1000), Err(VerifyError::Mismatch));
+        assert_eq!(
+            v.verify(&h, V1_BODY, V1_TS * 1000),
+            Err(VerifyError::Mismatch)
+        );
         let h = headers(V1_ID, &V1_TS.to_string(), V1_SIG);
-        assert_eq!(v.verify(&h, b"{}", V1_TS * 1000), Err(VerifyError::Mismatch));
+        assert_eq!(
+            v.verify(&h, b"{}", V1_TS * 1000),
+            Err(VerifyError::Mismatch)
+        );
     }
 
     #[test]

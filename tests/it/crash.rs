@@ -1,0 +1,240 @@
+//! The real binary, killed with SIGKILL at the moments that matter, then restarted: nothing accepted is
+//! lost and nothing is posted twice.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::fake_x::{FakeX, Script};
+use crate::support::{
+    SECRET, WAIT, config_toml, expected_issue_tweet, github_signature, issue_opened, sql_count,
+};
+
+struct Daemon {
+    child: Child,
+    url: String,
+}
+
+impl Daemon {
+    /// Starts the binary on a free port and waits until /healthz answers.
+    async fn start(dir: &Path, x: &FakeX) -> Daemon {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.join("chirpd.toml");
+        let text = config_toml(&dir.join("chirpd.db"), &x.url, "").replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        );
+        std::fs::write(&config, text).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("chirpd.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_chirpd"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = http.get(format!("{url}/healthz")).send().await
+                && r.status() == 200
+            {
+                break;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "the daemon did not come up; log: {}",
+                log_of(dir)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Daemon { child, url }
+    }
+
+    async fn post_issue(&self, delivery: &str, title: &str) -> u16 {
+        let body = issue_opened(title);
+        reqwest::Client::new()
+            .post(format!("{}/hooks/gh", self.url))
+            .header("x-github-event", "issues")
+            .header("x-github-delivery", delivery)
+            .header("x-hub-signature-256", github_signature(SECRET, &body))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    fn sigkill(mut self) {
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(!status.success(), "SIGKILL must not look like a clean exit");
+    }
+
+    fn sigterm(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < WAIT, "chirpd did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn log_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("chirpd.log")).unwrap_or_default()
+}
+
+fn store(dir: &Path) -> PathBuf {
+    dir.join("chirpd.db")
+}
+
+fn integrity(dir: &Path) -> String {
+    rusqlite::Connection::open(store(dir))
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap()
+}
+
+async fn wait_sent(dir: &Path, n: i64) {
+    let start = Instant::now();
+    while sql_count(
+        &store(dir),
+        "SELECT count(*) FROM outbox WHERE state = 'sent'",
+    ) != n
+    {
+        assert!(
+            start.elapsed() < WAIT,
+            "items not sent; log: {}",
+            log_of(dir)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn killed_right_after_the_202_it_still_posts_exactly_once() {
+    let x = FakeX::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &x).await;
+    assert_eq!(d.post_issue("k1", "survives a kill").await, 202);
+    d.sigkill();
+    let d = Daemon::start(dir.path(), &x).await;
+    assert_eq!(
+        x.wait_for_tweets(1, WAIT).await,
+        vec![expected_issue_tweet("survives a kill")]
+    );
+    wait_sent(dir.path(), 1).await;
+    // The sender's retry after the crash is a duplicate, not a second post.
+    assert_eq!(d.post_issue("k1", "survives a kill").await, 200);
+    drop(d);
+    assert_eq!(x.tweets().len(), 1);
+    assert_eq!(integrity(dir.path()), "ok");
+}
+
+#[tokio::test]
+async fn killed_after_x_created_the_post_but_before_sent_was_recorded_it_posts_once() {
+    let x = FakeX::start().await;
+    // X creates the post and the answer never arrives: the daemon dies while the item is `sending`.
+    x.script(Script::CreateThenHang);
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &x).await;
+    assert_eq!(d.post_issue("k2", "posted before the crash").await, 202);
+    x.wait_for_tweets(1, WAIT).await;
+    assert_eq!(
+        sql_count(
+            &store(dir.path()),
+            "SELECT count(*) FROM outbox WHERE state = 'sending'"
+        ),
+        1
+    );
+    d.sigkill();
+
+    let _d = Daemon::start(dir.path(), &x).await;
+    wait_sent(dir.path(), 1).await;
+    // The restart sent the same text again; X's duplicate-content 403 proved it had landed.
+    let texts: Vec<Option<String>> = x
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/2/tweets")
+        .map(|s| s.text)
+        .collect();
+    let expected = Some(expected_issue_tweet("posted before the crash"));
+    assert_eq!(
+        texts,
+        vec![expected.clone(), expected],
+        "both attempts carry the same text"
+    );
+    assert_eq!(
+        x.tweets(),
+        vec![expected_issue_tweet("posted before the crash")]
+    );
+    assert_eq!(
+        sql_count(
+            &store(dir.path()),
+            "SELECT count(*) FROM outbox WHERE last_error LIKE '%duplicate%'"
+        ),
+        1
+    );
+    assert_eq!(integrity(dir.path()), "ok");
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_and_keeps_the_queue() {
+    let x = FakeX::start().await;
+    x.set_protected(false);
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &x).await;
+    // The account is public, so the tweet is held in the queue when the daemon is asked to stop.
+    assert_eq!(d.post_issue("t1", "held over a restart").await, 202);
+    x.wait_for_requests("/2/users/me", 1, WAIT).await;
+    let status = d.sigterm();
+    assert!(
+        status.success(),
+        "exit status {status:?}; log: {}",
+        log_of(dir.path())
+    );
+    assert!(x.tweets().is_empty());
+    assert_eq!(
+        sql_count(
+            &store(dir.path()),
+            "SELECT count(*) FROM outbox WHERE state = 'pending'"
+        ),
+        1
+    );
+
+    x.set_protected(true);
+    let _d = Daemon::start(dir.path(), &x).await;
+    assert_eq!(
+        x.wait_for_tweets(1, WAIT).await,
+        vec![expected_issue_tweet("held over a restart")]
+    );
+}

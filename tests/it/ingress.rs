@@ -1,0 +1,215 @@
+//! The HTTP answers of SPEC §5, and the limits that protect the daemon from slow or oversized requests.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{SECRET, TestApp, WAIT, fixture, github_signature};
+
+#[tokio::test]
+async fn unknown_source_is_404() {
+    let app = TestApp::start().await;
+    let res = app
+        .http
+        .post(app.url("/hooks/nope"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "unknown source \"nope\""
+    );
+    assert_eq!(
+        app.http
+            .head(app.url("/hooks/nope"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.http
+            .head(app.url("/hooks/gh"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_declared_oversized_body_is_refused_unread() {
+    let app = TestApp::start().await;
+    // Declare 10 MB but send nothing: the answer comes from the header alone.
+    let mut s = TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(b"POST /hooks/gh HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_answer(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body exceeds 65536 bytes"), "{answer}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_chunked_body_is_cut_at_the_limit() {
+    let app = TestApp::start().await;
+    let mut s = TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(b"POST /hooks/gh HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    let chunk = vec![b'a'; 16 * 1024];
+    for _ in 0..5 {
+        s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+        s.write_all(&chunk).await.unwrap();
+        s.write_all(b"\r\n").await.unwrap();
+    }
+    let answer = read_answer(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(app.sql_count("SELECT count(*) FROM deliveries"), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_valid_signature_over_non_json_is_400() {
+    let app = TestApp::start().await;
+    let body = b"this is not json";
+    let res = app.github("issues", "x", body).await;
+    assert_eq!(res.status(), 400);
+    let err = res.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(err.starts_with("body is not JSON: expected"), "{err}");
+    assert!(!err.contains('\n'));
+    let form = b"payload=%7B%7D";
+    let res = app
+        .http
+        .post(app.url("/hooks/gh"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-github-event", "issues")
+        .header("x-hub-signature-256", github_signature(SECRET, form))
+        .body(form.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("application/json"));
+    assert_eq!(app.sql_count("SELECT count(*) FROM deliveries"), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn github_ping_is_answered_and_not_stored() {
+    let app = TestApp::start().await;
+    let res = app.github("ping", "p", &fixture("ping.json")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["ping"], "pong");
+    assert_eq!(app.sql_count("SELECT count(*) FROM deliveries"), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_endpoints_answer() {
+    let app = TestApp::start().await;
+    let res = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "ok\n");
+    let res = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["reasons"], serde_json::json!([]));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    let app = TestApp::start().await;
+    let mut s = TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(b"POST /hooks/gh HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .unwrap();
+    // Never finish the headers: the server must close the connection after header_timeout (300 ms).
+    let start = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was still open after {WAIT:?}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn slow_bodies_are_cut_off_with_408() {
+    let app = TestApp::start().await;
+    let mut s = TcpStream::connect(app.addr).await.unwrap();
+    s.write_all(b"POST /hooks/gh HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{\"a\":")
+        .await
+        .unwrap();
+    let answer = read_answer(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(app.sql_count("SELECT count(*) FROM deliveries"), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn many_forged_requests_store_nothing() {
+    let app = TestApp::start().await;
+    let body = fixture("issues.opened.json");
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let http = app.http.clone();
+        let url = app.url("/hooks/gh");
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .header("x-github-event", "issues")
+                .header("x-github-delivery", format!("f{i}"))
+                .header("x-hub-signature-256", format!("sha256={}", "0".repeat(64)))
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 401);
+    }
+    assert_eq!(app.sql_count("SELECT count(*) FROM deliveries"), 0);
+    assert!(app.x.seen().iter().all(|s| s.path != "/2/tweets"));
+    app.stop().await;
+}
+
+/// Reads an HTTP answer until the server closes or a blank line and some body arrived.
+async fn read_answer(s: &mut TcpStream) -> String {
+    let mut buf = vec![0u8; 4096];
+    let mut out = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                out.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&out);
+                if let Some(i) = text.find("\r\n\r\n")
+                    && text.len() > i + 4
+                {
+                    break;
+                }
+            }
+            Err(_) if !out.is_empty() => break,
+            Err(_) => {}
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

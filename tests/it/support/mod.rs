@@ -1,0 +1,199 @@
+//! Test support: a running daemon on 127.0.0.1:0 with a temporary store, request signing, fixtures.
+
+pub mod fake_x;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chirpd::config::{self, ProcessEnv};
+use hmac::{Hmac, KeyInit, Mac};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::fake_x::FakeX;
+
+pub const SECRET: &str = "It's a Secret to Everybody";
+
+/// The route set most tests use: every GitHub kind of the example templates, to one tweet destination.
+pub fn config_toml(store: &Path, x_url: &str, extra_destination: &str) -> String {
+    let templates = format!("{}/config/templates", env!("CARGO_MANIFEST_DIR"));
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+max_body_bytes = 65536
+header_timeout = "300ms"
+body_timeout = "300ms"
+
+[store]
+path = "{store}"
+
+[dispatch]
+retry_base = "50ms"
+retry_max = "200ms"
+request_timeout = "2s"
+protected_check_every = "200ms"
+
+[sources.gh]
+provider = "github"
+secret = "{SECRET}"
+
+[destinations.team]
+kind = "x"
+api_base = "{x_url}"
+consumer_key = "{ck}"
+consumer_secret = "{cs}"
+access_token = "{at}"
+access_token_secret = "{ats}"
+{extra_destination}
+
+[[routes]]
+source = "gh"
+events = ["task.created", "task.updated", "task.completed", "task.reopened"]
+to = ["team"]
+template_file = "{templates}/task.j2"
+
+[[routes]]
+source = "gh"
+events = ["comment.created"]
+to = ["team"]
+template_file = "{templates}/comment.j2"
+
+[[routes]]
+source = "gh"
+events = ["change.opened", "change.merged", "change.closed"]
+to = ["team"]
+template_file = "{templates}/change.j2"
+
+[[routes]]
+source = "gh"
+events = ["code.pushed"]
+to = ["team"]
+template_file = "{templates}/push.j2"
+
+[[routes]]
+source = "gh"
+events = ["release.published"]
+to = ["team"]
+template_file = "{templates}/release.j2"
+"#,
+        store = store.display(),
+        ck = fake_x::CONSUMER_KEY,
+        cs = fake_x::CONSUMER_SECRET,
+        at = fake_x::ACCESS_TOKEN,
+        ats = fake_x::ACCESS_TOKEN_SECRET,
+    )
+}
+
+/// A daemon running in this process.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub x: FakeX,
+    pub dir: tempfile::TempDir,
+    pub store_path: PathBuf,
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub http: reqwest::Client,
+}
+
+impl TestApp {
+    /// Starts a fake X and a daemon pointed at it.
+    pub async fn start() -> TestApp {
+        TestApp::start_with("").await
+    }
+
+    /// Starts with extra keys in the `team` destination, e.g. `limits = ["1/1h"]`.
+    pub async fn start_with(extra_destination: &str) -> TestApp {
+        let x = FakeX::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        TestApp::start_in(dir, x, extra_destination).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, x: FakeX, extra_destination: &str) -> TestApp {
+        let store_path = dir.path().join("chirpd.db");
+        let path = dir.path().join("chirpd.toml");
+        std::fs::write(&path, config_toml(&store_path, &x.url, extra_destination)).unwrap();
+        let cfg = config::load(Some(&path), &ProcessEnv).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(chirpd::app::run(cfg, listener, shutdown.clone()));
+        TestApp {
+            addr,
+            x,
+            dir,
+            store_path,
+            shutdown,
+            handle,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends a GitHub delivery signed with the source's secret.
+    pub async fn github(&self, event: &str, delivery: &str, body: &[u8]) -> reqwest::Response {
+        self.http
+            .post(self.url("/hooks/gh"))
+            .header("content-type", "application/json")
+            .header("x-github-event", event)
+            .header("x-github-delivery", delivery)
+            .header("x-hub-signature-256", github_signature(SECRET, body))
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Stops the daemon and waits for it to finish, returning the store's directory for reuse.
+    pub async fn stop(self) -> (tempfile::TempDir, FakeX) {
+        self.shutdown.cancel();
+        self.handle.await.unwrap().unwrap();
+        (self.dir, self.x)
+    }
+
+    /// A direct read of the store, the way an admin would inspect it with sqlite3.
+    pub fn sql_count(&self, sql: &str) -> i64 {
+        sql_count(&self.store_path, sql)
+    }
+}
+
+pub fn sql_count(store: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(store).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+pub fn github_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A GitHub payload from the shared fixtures (real bodies as GitHub sent them).
+pub fn fixture(name: &str) -> Vec<u8> {
+    let shared = format!(
+        "{}/../shared/fixtures/github/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let bundled = format!("{}/samples/github/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&shared)
+        .or_else(|_| std::fs::read(&bundled))
+        .unwrap()
+}
+
+/// The fixture with its issue title replaced, to make distinct deliveries.
+pub fn issue_opened(title: &str) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(&fixture("issues.opened.json")).unwrap();
+    v["issue"]["title"] = serde_json::Value::String(title.to_string());
+    serde_json::to_vec(&v).unwrap()
+}
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn expected_issue_tweet(title: &str) -> String {
+    format!(
+        "Codertocat/Hello-World: Codertocat opened #1 {title} [bug] https://github.com/Codertocat/Hello-World/issues/1"
+    )
+}
