@@ -21,6 +21,7 @@ use crate::health::Health;
 use crate::ingress::{self, AppState};
 use crate::outbox::Store;
 use crate::sink::x::XClient;
+use crate::systemd;
 
 /// How long the dispatchers may take to finish their in-flight request after shutdown begins. The
 /// request timeout bounds each request; this bounds the wait for all of them together.
@@ -96,6 +97,7 @@ pub async fn run(
         health,
     };
     tracing::info!(listen = %listener.local_addr()?, destinations = destinations.len(), "chirpd is ready.");
+    systemd::ready();
     ingress::serve(
         listener,
         ingress::router(state),
@@ -104,6 +106,7 @@ pub async fn run(
         shutdown,
     )
     .await;
+    systemd::stopping();
     tracing::info!("Stopped accepting webhooks; finishing in-flight sends.");
     workers.cancel();
     if tokio::time::timeout(STOP_GRACE, tracker.wait())

@@ -150,19 +150,32 @@ fn run(flag: Option<&Path>) -> anyhow::Result<()> {
     })
 }
 
-/// Cancels `token` on SIGTERM or SIGINT.
+/// Cancels `token` on SIGTERM or SIGINT. SIGHUP, whose default action would kill the daemon, is caught
+/// and logged: this version applies config changes on restart only.
 async fn stop_on_signal(token: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::error!("Cannot install signal handlers; stop chirpd with SIGKILL.");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received."),
-        _ = int.recv() => tracing::info!("SIGINT received."),
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM received.");
+                break;
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT received.");
+                break;
+            }
+            _ = hup.recv() => {
+                tracing::warn!("SIGHUP received: this version applies config changes on restart; still running the loaded config.");
+            }
+        }
     }
     token.cancel();
 }

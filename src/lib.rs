@@ -35,5 +35,6 @@ pub mod ratelimit;
 pub mod render;
 pub mod route;
 pub mod sink;
+pub mod systemd;
 pub mod telemetry;
 pub mod verify;

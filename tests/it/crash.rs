@@ -82,15 +82,18 @@ impl Daemon {
         assert!(!status.success(), "SIGKILL must not look like a clean exit");
     }
 
+    /// Sends a signal with the shell's built-in kill, so the test needs no procps package.
+    fn signal(&self, name: &str) {
+        let pid = self.child.id();
+        let kill = Command::new("sh")
+            .args(["-c", &format!("kill -{name} {pid}")])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+    }
+
     fn sigterm(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        self.signal("TERM");
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -216,6 +219,10 @@ async fn sigterm_stops_cleanly_and_keeps_the_queue() {
     // The account is public, so the tweet is held in the queue when the daemon is asked to stop.
     assert_eq!(d.post_issue("t1", "held over a restart").await, 202);
     x.wait_for_requests("/2/users/me", 1, WAIT).await;
+    // SIGHUP must not kill it (its default action would).
+    d.signal("HUP");
+    let health = reqwest::get(format!("{}/healthz", d.url)).await.unwrap();
+    assert_eq!(health.status(), 200);
     let status = d.sigterm();
     assert!(
         status.success(),
