@@ -51,8 +51,9 @@ pub enum Command {
         /// The source the payload would arrive on.
         #[arg(long)]
         source: String,
-        /// The event name the provider puts in its headers (GitHub's X-GitHub-Event). For GitHub it
-        /// defaults to the payload file name up to its first dot, e.g. issues.opened.json → issues.
+        /// The event name the provider puts in its headers (X-GitHub-Event, X-Gitea-Event, X-Event-Key).
+        /// It defaults to a guess from the file name: issues.opened.json → issues (GitHub),
+        /// pull_request-opened.json → pull_request (Gitea), repo-push.json → repo:push (Bitbucket).
         #[arg(long)]
         event: Option<String>,
         /// One JSON object per post: {"route","destination","kind","text","weighted_length"}.
@@ -180,69 +181,150 @@ async fn stop_on_signal(token: CancellationToken) {
     token.cancel();
 }
 
-/// A payload bundled into the binary for `check`.
+/// A payload bundled into the binary for `check`: the provider, the event name its headers would carry,
+/// the file name and the body.
 struct Sample {
-    provider: &'static str,
-    event: &'static str,
+    provider: Provider,
+    event: Option<&'static str>,
     name: &'static str,
     body: &'static str,
 }
 
-macro_rules! github_sample {
-    ($event:literal, $file:literal) => {
+macro_rules! sample {
+    ($provider:expr, $event:expr, $dir:literal, $file:literal) => {
         Sample {
-            provider: "github",
+            provider: $provider,
             event: $event,
-            name: $file,
-            body: include_str!(concat!("../samples/github/", $file)),
+            name: concat!($dir, "/", $file),
+            body: include_str!(concat!("../samples/", $dir, "/", $file)),
         }
     };
 }
 
-const SAMPLES: &[Sample] = &[
-    github_sample!("issues", "issues.opened.json"),
-    github_sample!("issues", "issues.labeled.json"),
-    github_sample!("issue_comment", "issue_comment.created.json"),
-    github_sample!("pull_request", "pull_request.opened.json"),
-    github_sample!("pull_request", "pull_request.closed.json"),
-    github_sample!("push", "push.json"),
-    github_sample!("release", "release.published.json"),
-];
+/// Real payloads of every provider, as the products sent them (see samples/README.md).
+fn samples() -> Vec<Sample> {
+    use Provider::*;
+    vec![
+        sample!(Github, Some("issues"), "github", "issues.opened.json"),
+        sample!(Github, Some("issues"), "github", "issues.labeled.json"),
+        sample!(
+            Github,
+            Some("issue_comment"),
+            "github",
+            "issue_comment.created.json"
+        ),
+        sample!(
+            Github,
+            Some("pull_request"),
+            "github",
+            "pull_request.opened.json"
+        ),
+        sample!(
+            Github,
+            Some("pull_request"),
+            "github",
+            "pull_request.closed.json"
+        ),
+        sample!(Github, Some("push"), "github", "push.json"),
+        sample!(Github, Some("release"), "github", "release.published.json"),
+        sample!(Gitlab, Some("Issue Hook"), "gitlab", "issue-open.json"),
+        sample!(
+            Gitlab,
+            Some("Merge Request Hook"),
+            "gitlab",
+            "merge_request-merge.json"
+        ),
+        sample!(Gitlab, Some("Note Hook"), "gitlab", "note-issue.json"),
+        sample!(Gitlab, Some("Push Hook"), "gitlab", "push.json"),
+        sample!(
+            Gitlab,
+            Some("Release Hook"),
+            "gitlab",
+            "release-create.json"
+        ),
+        sample!(Gitea, Some("issues"), "gitea", "issues-opened.json"),
+        sample!(
+            Gitea,
+            Some("pull_request"),
+            "gitea",
+            "pull_request-opened.json"
+        ),
+        sample!(Gitea, Some("push"), "gitea", "push.json"),
+        sample!(Gitea, Some("release"), "gitea", "release-published.json"),
+        sample!(
+            Bitbucket,
+            Some("pullrequest:created"),
+            "bitbucket",
+            "pullrequest-created.json"
+        ),
+        sample!(
+            Bitbucket,
+            Some("pullrequest:fulfilled"),
+            "bitbucket",
+            "pullrequest-fulfilled.json"
+        ),
+        sample!(Bitbucket, Some("repo:push"), "bitbucket", "repo-push.json"),
+        sample!(Jira, None, "jira", "jira-issue_created.json"),
+        sample!(Jira, None, "jira", "jira-issue_updated-resolved.json"),
+        sample!(Jira, None, "jira", "comment_created.json"),
+        sample!(Linear, Some("Issue"), "linear", "Issue-create.json"),
+        sample!(Linear, Some("Comment"), "linear", "Comment-create.json"),
+        sample!(Trello, None, "trello", "createCard.json"),
+        sample!(Trello, None, "trello", "commentCard.json"),
+        sample!(Asana, None, "asana", "events-task-changed-completed.json"),
+        sample!(Basecamp, None, "basecamp", "todo_created.json"),
+        sample!(Basecamp, None, "basecamp", "comment_created.json"),
+    ]
+}
+
+/// The families a provider's samples stand for: Forgejo and Gogs speak Gitea's payloads.
+fn sample_provider(p: &Provider) -> Provider {
+    match p {
+        Provider::Forgejo | Provider::Gogs => Provider::Gitea,
+        other => other.clone(),
+    }
+}
 
 fn check(flag: Option<&Path>) -> anyhow::Result<()> {
     let config = load(flag)?;
     let mut out = std::io::stdout().lock();
     let mut failures = 0;
     let mut rendered = 0;
-    for (id, source) in &config.sources {
-        let samples: Vec<&Sample> = SAMPLES
+    let samples = samples();
+    // Every route is rendered against the samples of its source's provider; and, because templates are
+    // meant to read well whatever the tracker, against every other provider's samples that its event
+    // patterns match, as if they had arrived on its source.
+    for route in &config.pipeline.routes {
+        let own: Vec<Provider> = route
+            .sources
             .iter()
-            .filter(|s| s.provider == source.provider.name())
+            .filter_map(|s| config.sources.get(s))
+            .map(|s| sample_provider(&s.provider))
             .collect();
-        if samples.is_empty() {
-            writeln!(
-                out,
-                "note: source {id}: no bundled samples for provider {}; its routes were not rendered",
-                source.provider.name()
-            )?;
-        }
-        for sample in samples {
+        let Some(source_id) = route.sources.first() else {
+            continue;
+        };
+        let single = plan::Pipeline {
+            routes: vec![route.clone()],
+            templates: config.pipeline.templates.clone(),
+            limits: config.pipeline.limits.clone(),
+        };
+        for sample in &samples {
             let payload: serde_json::Value = serde_json::from_str(sample.body)
                 .with_context(|| format!("bundled sample {} is not JSON", sample.name))?;
-            let planned = plan::plan(
-                &config.pipeline,
-                id,
-                &source.provider,
-                Some(sample.event),
-                &payload,
-            );
-            for (route, e) in &planned.errors {
+            if !own.contains(&sample.provider) {
+                let event = crate::normalize::normalize(&sample.provider, sample.event, &payload);
+                let by_kind = route.events.iter().any(|p| {
+                    !matches!(p, crate::route::EventPattern::Native { .. }) && p.matches(&event)
+                });
+                if !by_kind {
+                    continue;
+                }
+            }
+            let planned = plan::plan(&single, source_id, &sample.provider, sample.event, &payload);
+            for (index, e) in &planned.errors {
                 failures += 1;
-                writeln!(
-                    out,
-                    "error: {e} (route {route}, sample {}/{})",
-                    sample.provider, sample.name
-                )?;
+                writeln!(out, "error: {e} (route {index}, sample {})", sample.name)?;
             }
             rendered += planned.posts.len();
         }
@@ -264,6 +346,23 @@ fn check(flag: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The event name a provider's headers would carry, guessed from a sample file's name
+/// (`issues.opened.json` → `issues` for GitHub, `pull_request-opened.json` → `pull_request` for Gitea,
+/// `repo-push.json` → `repo:push` for Bitbucket).
+fn event_from_file_name(provider: &Provider, file: &Path) -> Option<String> {
+    let stem = file.file_name()?.to_str()?.strip_suffix(".json")?;
+    match provider {
+        Provider::Github => stem.split('.').next().map(str::to_string),
+        Provider::Gitea | Provider::Forgejo | Provider::Gogs => {
+            stem.split('-').next().map(str::to_string)
+        }
+        Provider::Bitbucket => stem
+            .split_once('-')
+            .map(|(a, b)| format!("{a}:{}", b.split('-').next().unwrap_or(b))),
+        _ => None,
+    }
+}
+
 fn preview(
     flag: Option<&Path>,
     source_id: &str,
@@ -280,17 +379,11 @@ fn preview(
         .with_context(|| format!("cannot read {}", payload_path.display()))?;
     let payload: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not JSON", payload_path.display()))?;
-    let inferred = payload_path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.split('.').next())
-        .map(str::to_string);
-    let event = match (event, &source.provider) {
-        (Some(e), _) => Some(e.to_string()),
-        (None, Provider::Github) => inferred,
-        (None, _) => None,
+    let event = match event {
+        Some(e) => Some(e.to_string()),
+        None => event_from_file_name(&source.provider, payload_path),
     };
-    if source.provider == Provider::Github && event.as_deref() == Some("ping") {
+    if event.as_deref() == Some("ping") {
         eprintln!("ping is a handshake: answered, never posted");
         return Ok(());
     }

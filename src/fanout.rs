@@ -29,6 +29,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     loop {
+        // Between batches, so a long backlog does not hold up shutdown; the rest is planned on start.
+        if shutdown.is_cancelled() {
+            return;
+        }
         let batch = match store.unplanned(BATCH).await {
             Ok(b) => b,
             Err(e) => {

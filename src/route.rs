@@ -1,6 +1,6 @@
 //! Routing: which of the admin's routes an event matches.
 //!
-//! A route names a source, a list of event patterns (normalized kinds such as `task.created`,
+//! A route names one or more sources, a list of event patterns (normalized kinds such as `task.created`,
 //! provider-qualified native names such as `github:issues.opened` or `github:issues.*`, or `*`), an
 //! optional `when` condition, destinations and a template. Matching is pure; the `when` condition is a
 //! compiled expression evaluated by `render::Templates`.
@@ -64,7 +64,8 @@ impl EventPattern {
 pub struct Route {
     /// Position in the config's `[[routes]]`, used in errors, in previews and in outbox item keys.
     pub index: usize,
-    pub source: String,
+    /// The sources whose events the route takes.
+    pub sources: Vec<String>,
     pub events: Vec<EventPattern>,
     /// Name of the compiled `when` condition, if the route has one.
     pub when: Option<String>,
@@ -76,7 +77,7 @@ pub struct Route {
 impl Route {
     /// Whether the route's source and event patterns match; the `when` condition is checked separately.
     pub fn matches(&self, source: &str, event: &Event) -> bool {
-        self.source == source && self.events.iter().any(|p| p.matches(event))
+        self.sources.iter().any(|s| s == source) && self.events.iter().any(|p| p.matches(event))
     }
 }
 
@@ -136,13 +137,14 @@ mod tests {
     fn routes_match_on_source_too() {
         let r = Route {
             index: 0,
-            source: "a".into(),
+            sources: vec!["a".into(), "c".into()],
             events: vec![EventPattern::Any],
             when: None,
             to: vec!["team".into()],
             template: "t".into(),
         };
         assert!(r.matches("a", &event(None, "x")));
+        assert!(r.matches("c", &event(None, "x")));
         assert!(!r.matches("b", &event(None, "x")));
     }
 }

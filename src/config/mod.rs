@@ -24,8 +24,12 @@ use crate::render::{Origin, Templates};
 use crate::route::{EventPattern, Route};
 use crate::sink::oauth1::Credentials;
 use crate::sink::{Destination, DestinationKind};
+use crate::verify::asana::Asana;
+use crate::verify::gitlab::Gitlab;
 use crate::verify::hmac::{Encoding, GenericHmac};
+use crate::verify::linear::Linear;
 use crate::verify::mac::Algorithm;
+use crate::verify::slack::Slack;
 use crate::verify::standard::Standard;
 use crate::verify::{Verifier, github::Github};
 
@@ -411,18 +415,115 @@ fn source(
             .ok_or(("secret", "this provider needs a secret".to_string()))?;
         secret::resolve(reference, lookup).map_err(|e| ("secret", e.to_string()))
     };
+    let tolerance = |default_secs: u64| -> Result<i64, FieldError> {
+        match &s.tolerance {
+            Some(t) => parse_duration(t)
+                .map(|d| d.as_millis() as i64)
+                .map_err(|e| ("tolerance", e)),
+            None => Ok(default_secs as i64 * 1000),
+        }
+    };
+    let header_hmac = |secret: Secret, header: &str, prefix: &str| GenericHmac {
+        secret,
+        header: header.to_string(),
+        algorithm: Algorithm::Sha256,
+        encoding: Encoding::Hex,
+        prefix: prefix.to_string(),
+        suffix: String::new(),
+    };
     let (provider, verifier) = match s.provider.as_str() {
         "github" => (
             Provider::Github,
             Verifier::Github(Github { secret: secret(s)? }),
         ),
-        "standard" => {
-            let tolerance = match &s.tolerance {
-                Some(t) => parse_duration(t).map_err(|e| ("tolerance", e))?,
-                None => Duration::from_secs(300),
+        "gitlab" => {
+            let verifier = match (&s.signing_secret, &s.secret) {
+                (Some(signing), _) => {
+                    let key = secret::resolve(signing, lookup)
+                        .map_err(|e| ("signing_secret", e.to_string()))?;
+                    let standard = Standard::new(key.expose(), tolerance(300)? / 1000)
+                        .map_err(|e| ("signing_secret", e.to_string()))?;
+                    Gitlab::Signed(standard)
+                }
+                (None, Some(_)) => Gitlab::Token(secret(s)?),
+                (None, None) => {
+                    return Err((
+                        "secret",
+                        "gitlab needs secret (the webhook's secret token) or signing_secret (whsec_…)".to_string(),
+                    ));
+                }
             };
+            (Provider::Gitlab, Verifier::Gitlab(verifier))
+        }
+        "gitea" | "forgejo" | "gogs" => {
             let key = secret(s)?;
-            let v = Standard::new(key.expose(), tolerance.as_secs() as i64)
+            let headers: &[&str] = match s.provider.as_str() {
+                "forgejo" => &["x-forgejo-signature", "x-gitea-signature"],
+                "gitea" => &[
+                    "x-gitea-signature",
+                    "x-forgejo-signature",
+                    "x-gogs-signature",
+                ],
+                _ => &["x-gogs-signature"],
+            };
+            let schemes = headers
+                .iter()
+                .map(|h| header_hmac(key.clone(), h, ""))
+                .collect();
+            let provider = match s.provider.as_str() {
+                "forgejo" => Provider::Forgejo,
+                "gitea" => Provider::Gitea,
+                _ => Provider::Gogs,
+            };
+            (provider, Verifier::AnyOf(schemes))
+        }
+        "bitbucket" => (
+            Provider::Bitbucket,
+            Verifier::Hmac(header_hmac(secret(s)?, "x-hub-signature", "sha256=")),
+        ),
+        "jira" => (
+            Provider::Jira,
+            Verifier::Hmac(header_hmac(secret(s)?, "x-hub-signature", "sha256=")),
+        ),
+        "linear" => (
+            Provider::Linear,
+            Verifier::Linear(Linear {
+                secret: secret(s)?,
+                tolerance_ms: tolerance(60)?,
+            }),
+        ),
+        "trello" => {
+            let url = s
+                .callback_url
+                .clone()
+                .ok_or(("callback_url", "trello signs the body with the callback URL: set callback_url to the webhook URL exactly as registered".to_string()))?;
+            let hmac = GenericHmac {
+                secret: secret(s)?,
+                header: "x-trello-webhook".to_string(),
+                algorithm: Algorithm::Sha1,
+                encoding: Encoding::Base64,
+                prefix: String::new(),
+                suffix: url,
+            };
+            (Provider::Trello, Verifier::Hmac(hmac))
+        }
+        "asana" => (
+            Provider::Asana,
+            Verifier::Asana(Asana {
+                url_token: secret(s)?,
+            }),
+        ),
+        "basecamp" => (Provider::Basecamp, Verifier::UrlToken(secret(s)?)),
+        "slack" => (
+            Provider::Slack,
+            Verifier::Slack(Slack {
+                secret: secret(s)?,
+                tolerance_secs: tolerance(300)? / 1000,
+            }),
+        ),
+        "standard" => {
+            let key = secret(s)?;
+            let v = Standard::new(key.expose(), tolerance(300)? / 1000)
                 .map_err(|e| ("secret", e.to_string()))?;
             (Provider::Standard, Verifier::Standard(v))
         }
@@ -447,6 +548,7 @@ fn source(
                 algorithm,
                 encoding,
                 prefix: s.prefix.clone().unwrap_or_default(),
+                suffix: String::new(),
             };
             let provider = Provider::Hmac {
                 delivery_header: s.delivery_header.as_ref().map(|h| h.to_ascii_lowercase()),
@@ -458,7 +560,7 @@ fn source(
             return Err((
                 "provider",
                 format!(
-                    "unknown provider {other:?}: this build supports github, standard and hmac"
+                    "unknown provider {other:?}: use github, gitlab, gitea, forgejo, gogs, bitbucket, jira, linear, trello, asana, basecamp, slack, standard or hmac"
                 ),
             ));
         }
@@ -547,11 +649,17 @@ fn route(
             message,
         })
     };
-    if !raw.sources.contains_key(&r.source) {
-        err(
-            "source",
-            format!("no source {:?} is defined under [sources]", r.source),
-        );
+    let sources = r.source.to_vec();
+    if sources.is_empty() {
+        err("source", "a route needs at least one source".to_string());
+    }
+    for source in &sources {
+        if !raw.sources.contains_key(source) {
+            err(
+                "source",
+                format!("no source {source:?} is defined under [sources]"),
+            );
+        }
     }
     let mut events = Vec::new();
     if r.events.is_empty() {
@@ -646,7 +754,7 @@ fn route(
     }
     Ok(Route {
         index: i,
-        source: r.source.clone(),
+        sources,
         events,
         when,
         to: r.to.clone(),

@@ -88,7 +88,11 @@ impl Default for RawDispatch {
 pub struct RawSource {
     pub provider: String,
     pub secret: Option<String>,
-    /// Replay window for schemes that sign a timestamp (Standard Webhooks).
+    /// GitLab's signing token (`whsec_…`), which signs bodies in the Standard Webhooks format.
+    pub signing_secret: Option<String>,
+    /// Trello signs the body followed by the callback URL it was registered with.
+    pub callback_url: Option<String>,
+    /// Replay window for schemes that sign a timestamp (Standard Webhooks, GitLab signing, Linear, Slack).
     pub tolerance: Option<String>,
     /// Generic `hmac` provider: the header carrying the signature.
     pub header: Option<String>,
@@ -127,7 +131,8 @@ pub struct RawDestination {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
-    pub source: String,
+    /// One source id, or a list of them.
+    pub source: OneOrMany,
     pub events: Vec<String>,
     pub when: Option<String>,
     pub to: Vec<String>,
@@ -145,4 +150,21 @@ fn default_true() -> bool {
 
 fn default_overflow() -> String {
     "queue".to_string()
+}
+
+/// A key that takes one string or a list of strings.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
 }

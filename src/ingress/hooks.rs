@@ -9,20 +9,23 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::clock;
+use crate::config::secret::Secret;
 use crate::ingress::AppState;
 use crate::normalize::{self, Handshake};
-use crate::outbox::NewDelivery;
+use crate::outbox::{NewDelivery, StoreError};
+use crate::verify::{Incoming, Verifier, asana};
 
 pub async fn receive(
     State(state): State<AppState>,
     Path(source_id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -59,14 +62,28 @@ pub async fn receive(
     };
 
     let now = clock::now_ms();
-    if let Err(e) = source.verifier.verify(&headers, &body, now) {
+    let query = uri.query();
+    if let Verifier::Asana(asana) = &source.verifier
+        && let Some(secret) = headers.get(asana::HANDSHAKE_HEADER)
+    {
+        return asana_handshake(&state, &source_id, asana, query, secret.clone(), now).await;
+    }
+    let learned = match &source.verifier {
+        Verifier::Asana(_) => match state.store.learned_secret(&source_id).await {
+            Ok(s) => s,
+            Err(e) => return store_failed(&source_id, &e),
+        },
+        _ => None,
+    };
+    let incoming = Incoming {
+        headers: &headers,
+        query,
+        body: &body,
+        learned_secret: learned.as_ref(),
+    };
+    if let Err(e) = source.verifier.verify(&incoming, now) {
         tracing::warn!(source = %source_id, reason = %e, "Webhook refused: signature check failed.");
         return reject(StatusCode::UNAUTHORIZED, e.to_string());
-    }
-    let meta = normalize::meta(&source.provider, &headers);
-    if let Some(Handshake::Ping) = normalize::handshake(&source.provider, &meta) {
-        tracing::info!(source = %source_id, "Ping answered.");
-        return (StatusCode::OK, Json(json!({"ping": "pong"}))).into_response();
     }
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -78,8 +95,21 @@ pub async fn receive(
             "form-encoded bodies are not accepted: set the webhook's content type to application/json".into(),
         );
     }
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-        return reject(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}"));
+    let payload: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")),
+    };
+    let meta = normalize::meta(&source.provider, &headers);
+    match normalize::handshake(&source.provider, &meta, &payload) {
+        Some(Handshake::Ping) => {
+            tracing::info!(source = %source_id, "Ping answered.");
+            return (StatusCode::OK, Json(json!({"ping": "pong"}))).into_response();
+        }
+        Some(Handshake::SlackChallenge(challenge)) => {
+            tracing::info!(source = %source_id, "Slack URL verification answered.");
+            return (StatusCode::OK, Json(json!({"challenge": challenge}))).into_response();
+        }
+        None => {}
     }
 
     let sha = hex::encode(Sha256::digest(&body));
@@ -108,14 +138,50 @@ pub async fn receive(
             )
                 .into_response()
         }
-        Err(e) => {
-            tracing::error!(source = %source_id, error = %e, "Cannot store a webhook; the sender was told to retry.");
-            reject(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store unavailable; retry later".into(),
-            )
-        }
+        Err(e) => store_failed(&source_id, &e),
     }
+}
+
+/// Asana's handshake: with the right `?token=`, keep the offered secret and echo it back.
+async fn asana_handshake(
+    state: &AppState,
+    source_id: &str,
+    asana: &crate::verify::asana::Asana,
+    query: Option<&str>,
+    offered: HeaderValue,
+    now: i64,
+) -> Response {
+    if let Err(e) = asana.verify_handshake(query) {
+        tracing::warn!(source = %source_id, reason = %e, "Asana handshake refused.");
+        return reject(StatusCode::UNAUTHORIZED, e.to_string());
+    }
+    let Ok(text) = offered.to_str() else {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "X-Hook-Secret is not visible ASCII".into(),
+        );
+    };
+    if let Err(e) = state
+        .store
+        .set_learned_secret(source_id, Secret::new(text.to_string()), now)
+        .await
+    {
+        return store_failed(source_id, &e);
+    }
+    tracing::info!(source = %source_id, "Asana handshake answered; its secret is stored.");
+    let mut response = StatusCode::OK.into_response();
+    response
+        .headers_mut()
+        .insert(asana::HANDSHAKE_HEADER, offered);
+    response
+}
+
+fn store_failed(source_id: &str, e: &StoreError) -> Response {
+    tracing::error!(source = %source_id, error = %e, "Cannot store a webhook; the sender was told to retry.");
+    reject(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store unavailable; retry later".into(),
+    )
 }
 
 /// `HEAD /hooks/{source}`: some senders (Trello) check that the URL exists before using it.

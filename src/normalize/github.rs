@@ -8,7 +8,7 @@
 use http::HeaderMap;
 use serde_json::Value;
 
-use crate::normalize::{DeliveryMeta, Event, EventKind, excerpt, str_at};
+use crate::normalize::{Attachment, DeliveryMeta, Event, EventKind, excerpt, is_image, str_at};
 
 pub fn meta(headers: &HeaderMap) -> DeliveryMeta {
     let get = |name: &str| {
@@ -75,6 +75,15 @@ pub fn normalize(event: Option<&str>, p: &Value) -> Event {
             e.title = str_at(p, "/release/name").or_else(|| str_at(p, "/release/tag_name"));
             e.url = str_at(p, "/release/html_url");
             e.summary = str_at(p, "/release/body").and_then(|b| excerpt(&b));
+            // A release's first asset is offered to templates as its attachment.
+            e.attachment = p.pointer("/release/assets/0").and_then(|a| {
+                let name = str_at(a, "/name")?;
+                Some(Attachment {
+                    is_image: is_image(&name, str_at(a, "/content_type").as_deref()),
+                    url: str_at(a, "/browser_download_url"),
+                    name,
+                })
+            });
             if action == "published" {
                 e.kind = Some(EventKind::ReleasePublished);
             }
@@ -156,19 +165,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Value {
-        let path = format!(
-            "{}/../shared/fixtures/github/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(&path)
-            .or_else(|_| {
-                std::fs::read_to_string(format!(
-                    "{}/samples/github/{name}",
-                    env!("CARGO_MANIFEST_DIR")
-                ))
-            })
-            .unwrap();
-        serde_json::from_str(&text).unwrap()
+        crate::normalize::tests_support::fixture("github", name)
     }
 
     #[test]

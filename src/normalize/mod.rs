@@ -6,8 +6,17 @@
 //! yields an event with its native name and `kind` set to none, so that it stays routable by native name.
 //! This module must not do I/O, read the clock or fail on odd input.
 
+pub mod asana;
+pub mod basecamp;
+pub mod bitbucket;
 pub mod generic;
+pub mod gitea;
 pub mod github;
+pub mod gitlab;
+pub mod jira;
+pub mod linear;
+pub mod slack;
+pub mod trello;
 
 use std::fmt;
 
@@ -19,6 +28,20 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Provider {
     Github,
+    Gitlab,
+    Gitea,
+    Forgejo,
+    Gogs,
+    /// Bitbucket Cloud.
+    Bitbucket,
+    /// Jira Cloud admin webhooks.
+    Jira,
+    Linear,
+    Trello,
+    Asana,
+    Basecamp,
+    /// Slack-style senders (Slack's Events API request signing).
+    Slack,
     /// Standard Webhooks: the event name is the body's `type` field.
     Standard,
     /// Any HMAC-signing sender; the admin names the headers that carry a delivery id and an event name.
@@ -33,6 +56,17 @@ impl Provider {
     pub fn name(&self) -> &'static str {
         match self {
             Provider::Github => "github",
+            Provider::Gitlab => "gitlab",
+            Provider::Gitea => "gitea",
+            Provider::Forgejo => "forgejo",
+            Provider::Gogs => "gogs",
+            Provider::Bitbucket => "bitbucket",
+            Provider::Jira => "jira",
+            Provider::Linear => "linear",
+            Provider::Trello => "trello",
+            Provider::Asana => "asana",
+            Provider::Basecamp => "basecamp",
+            Provider::Slack => "slack",
             Provider::Standard => "standard",
             Provider::Hmac { .. } => "hmac",
         }
@@ -56,11 +90,43 @@ pub struct DeliveryMeta {
 pub enum Handshake {
     /// GitHub's `ping` on webhook creation.
     Ping,
+    /// Slack's `url_verification`: the answer must echo the challenge.
+    SlackChallenge(String),
 }
 
 pub fn meta(provider: &Provider, headers: &HeaderMap) -> DeliveryMeta {
+    let unsigned = |delivery: &[&str], event: &[&str]| DeliveryMeta {
+        delivery_id: delivery.iter().find_map(|h| header_text(headers, h)),
+        id_is_signed: false,
+        event: event.iter().find_map(|h| header_text(headers, h)),
+    };
     match provider {
         Provider::Github => github::meta(headers),
+        Provider::Gitlab => unsigned(
+            &["idempotency-key", "x-gitlab-event-uuid"],
+            &["x-gitlab-event"],
+        ),
+        Provider::Gitea | Provider::Forgejo | Provider::Gogs => unsigned(
+            &[
+                "x-forgejo-delivery",
+                "x-gitea-delivery",
+                "x-gogs-delivery",
+                "x-github-delivery",
+            ],
+            &[
+                "x-forgejo-event",
+                "x-gitea-event",
+                "x-gogs-event",
+                "x-github-event",
+            ],
+        ),
+        Provider::Bitbucket => unsigned(&["x-request-uuid"], &["x-event-key"]),
+        Provider::Jira => unsigned(&["x-atlassian-webhook-identifier"], &[]),
+        Provider::Linear => unsigned(&["linear-delivery"], &["linear-event"]),
+        // No delivery id: the body's hash dedupes their retries, which resend the same body.
+        Provider::Trello | Provider::Asana | Provider::Basecamp | Provider::Slack => {
+            unsigned(&[], &[])
+        }
         Provider::Standard => generic::standard_meta(headers),
         Provider::Hmac {
             delivery_header,
@@ -69,17 +135,37 @@ pub fn meta(provider: &Provider, headers: &HeaderMap) -> DeliveryMeta {
     }
 }
 
-pub fn handshake(provider: &Provider, meta: &DeliveryMeta) -> Option<Handshake> {
+/// Recognizes a handshake in a verified delivery.
+pub fn handshake(provider: &Provider, meta: &DeliveryMeta, payload: &Value) -> Option<Handshake> {
     match provider {
-        Provider::Github if meta.event.as_deref() == Some("ping") => Some(Handshake::Ping),
+        Provider::Github | Provider::Gitea | Provider::Forgejo | Provider::Gogs
+            if meta.event.as_deref() == Some("ping") =>
+        {
+            Some(Handshake::Ping)
+        }
+        Provider::Slack if str_at(payload, "/type").as_deref() == Some("url_verification") => Some(
+            Handshake::SlackChallenge(str_at(payload, "/challenge").unwrap_or_default()),
+        ),
         _ => None,
     }
 }
 
 /// Maps a verified payload into an `Event`. `event` is the event name from the headers, if any.
 pub fn normalize(provider: &Provider, event: Option<&str>, payload: &Value) -> Event {
+    let event = event.filter(|e| !e.trim().is_empty());
     match provider {
         Provider::Github => github::normalize(event, payload),
+        Provider::Gitlab => gitlab::normalize(payload),
+        Provider::Gitea | Provider::Forgejo | Provider::Gogs => {
+            gitea::normalize(provider.name(), event, payload)
+        }
+        Provider::Bitbucket => bitbucket::normalize(event, payload),
+        Provider::Jira => jira::normalize(payload),
+        Provider::Linear => linear::normalize(payload),
+        Provider::Trello => trello::normalize(payload),
+        Provider::Asana => asana::normalize(payload),
+        Provider::Basecamp => basecamp::normalize(payload),
+        Provider::Slack => slack::normalize(payload),
         Provider::Standard | Provider::Hmac { .. } => {
             generic::normalize(provider.name(), event, payload)
         }
@@ -211,6 +297,37 @@ impl Event {
     }
 }
 
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// Whether a file name or MIME type names an image.
+pub(crate) fn is_image(name: &str, mime: Option<&str>) -> bool {
+    if mime.is_some_and(|m| m.starts_with("image/")) {
+        return true;
+    }
+    let lower = name.to_ascii_lowercase();
+    [
+        ".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg", ".bmp", ".heic", ".tiff",
+    ]
+    .iter()
+    .any(|ext| lower.ends_with(ext))
+}
+
+/// An attachment event's kind: an image or a document.
+pub(crate) fn attachment_kind(a: &Attachment) -> EventKind {
+    if a.is_image {
+        EventKind::ImageAdded
+    } else {
+        EventKind::DocumentAdded
+    }
+}
+
 /// Reads a string at a JSON pointer, ignoring empty strings.
 pub(crate) fn str_at(v: &Value, pointer: &str) -> Option<String> {
     v.pointer(pointer)
@@ -252,6 +369,92 @@ mod tests {
         assert_eq!(EventKind::parse("task.create"), None);
     }
 
+    fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            // Names the normalizers look for, so that arbitrary values land where they read.
+            prop_oneof![
+                Just("opened".to_string()),
+                Just("task".to_string()),
+                Just("refs/tags/v1".to_string()),
+                Just("0000000000000000000000000000000000000000".to_string()),
+                Just("](/uploads/x.png)".to_string()),
+                ".{0,40}",
+            ]
+            .prop_map(Value::String),
+        ];
+        let keys = prop_oneof![
+            Just("action".to_string()),
+            Just("issue".to_string()),
+            Just("object_kind".to_string()),
+            Just("object_attributes".to_string()),
+            Just("events".to_string()),
+            Just("resource".to_string()),
+            Just("change".to_string()),
+            Just("data".to_string()),
+            Just("push".to_string()),
+            Just("changes".to_string()),
+            Just("webhookEvent".to_string()),
+            Just("changelog".to_string()),
+            Just("items".to_string()),
+            Just("recording".to_string()),
+            Just("kind".to_string()),
+            Just("type".to_string()),
+            Just("title".to_string()),
+            Just("note".to_string()),
+            Just("release".to_string()),
+            Just("assets".to_string()),
+            Just("commits".to_string()),
+            "[a-z_]{1,8}",
+        ];
+        leaf.prop_recursive(5, 64, 8, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(keys.clone(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn every_provider() -> Vec<Provider> {
+        vec![
+            Provider::Github,
+            Provider::Gitlab,
+            Provider::Gitea,
+            Provider::Forgejo,
+            Provider::Gogs,
+            Provider::Bitbucket,
+            Provider::Jira,
+            Provider::Linear,
+            Provider::Trello,
+            Provider::Asana,
+            Provider::Basecamp,
+            Provider::Slack,
+            Provider::Standard,
+            Provider::Hmac {
+                delivery_header: None,
+                event_header: None,
+            },
+        ]
+    }
+
+    proptest::proptest! {
+        /// No payload makes a normalizer panic, whatever its shape, and the native name is never empty.
+        #[test]
+        fn normalizers_are_total(payload in arbitrary_json(), event in proptest::option::of("[a-z_:.]{0,20}")) {
+            for provider in every_provider() {
+                let e = normalize(&provider, event.as_deref(), &payload);
+                proptest::prop_assert!(!e.native.is_empty());
+                proptest::prop_assert_eq!(e.provider, provider.name());
+                let _ = handshake(&provider, &DeliveryMeta::default(), &payload);
+            }
+        }
+    }
+
     #[test]
     fn excerpt_flattens_and_cuts_at_a_word() {
         assert_eq!(excerpt("  a\n\n b  "), Some("a b".to_string()));
@@ -260,5 +463,15 @@ mod tests {
         let e = excerpt(&long).unwrap();
         assert!(e.ends_with("word…"), "{e}");
         assert!(e.chars().count() <= SUMMARY_CHARS);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// A payload from `samples/`, where the shared fixtures are bundled.
+    pub fn fixture(provider: &str, name: &str) -> serde_json::Value {
+        let path = format!("{}/samples/{provider}/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_json::from_str(&text).unwrap()
     }
 }

@@ -11,6 +11,7 @@ pub mod sqlite;
 use std::path::Path;
 
 use crate::clock::UnixMillis;
+use crate::config::secret::Secret;
 
 /// Why the store could not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -294,6 +295,28 @@ impl Store {
     /// Outbox items per state.
     pub async fn counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         self.writer.call(sqlite::counts).await
+    }
+
+    /// Keeps a secret a source learned at a handshake (Asana's `X-Hook-Secret`), replacing any earlier one.
+    pub async fn set_learned_secret(
+        &self,
+        source: &str,
+        secret: Secret,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let source = source.to_string();
+        self.writer
+            .call(move |c| sqlite::set_learned_secret(c, &source, secret.expose(), now))
+            .await
+    }
+
+    pub async fn learned_secret(&self, source: &str) -> Result<Option<Secret>, StoreError> {
+        let source = source.to_string();
+        let found = self
+            .writer
+            .call(move |c| sqlite::learned_secret(c, &source))
+            .await?;
+        Ok(found.map(Secret::new))
     }
 
     pub async fn delivery_count(&self) -> Result<i64, StoreError> {

@@ -30,7 +30,10 @@ pub struct Writer {
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_learned_secrets.sql"),
+];
 
 impl Writer {
     /// Opens (creating if needed) the database, migrates it and starts the writer thread.
@@ -444,4 +447,29 @@ pub fn counts(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
 pub fn delivery_count(conn: &Connection) -> Result<i64, StoreError> {
     conn.query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
         .map_err(unavailable)
+}
+
+pub fn set_learned_secret(
+    conn: &Connection,
+    source: &str,
+    secret: &str,
+    now: UnixMillis,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO learned_secrets (source, secret, learned_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (source) DO UPDATE SET secret = excluded.secret, learned_at = excluded.learned_at",
+        params![source, secret, now],
+    )
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+pub fn learned_secret(conn: &Connection, source: &str) -> Result<Option<String>, StoreError> {
+    conn.query_row(
+        "SELECT secret FROM learned_secrets WHERE source = ?1",
+        [source],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(unavailable)
 }

@@ -1,7 +1,11 @@
-//! The generic `hmac` provider: any sender that puts an HMAC of the raw body in a header.
+//! Header HMACs: a digest of the raw body (optionally followed by fixed bytes) in one header.
 //!
-//! The admin names the header, the hash (sha1, sha256, sha512), the encoding (hex or base64) and an
-//! optional prefix such as `sha256=`. This covers Shopify-style base64 signatures and home-grown senders.
+//! The generic `hmac` provider lets the admin name the header, the hash (sha1, sha256, sha512), the
+//! encoding (hex or base64) and an optional prefix such as `sha256=`. The same shape serves Gitea,
+//! Forgejo and Gogs (bare hex SHA-256 in their own header), Bitbucket Cloud and Jira Cloud
+//! (`X-Hub-Signature: sha256=<hex>`) and Trello (base64 HMAC-SHA1 over the body followed by the
+//! webhook's callback URL). An empty header value, which Gitea sends when no secret is set, never
+//! matches.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -25,6 +29,8 @@ pub struct GenericHmac {
     pub algorithm: Algorithm,
     pub encoding: Encoding,
     pub prefix: String,
+    /// Bytes signed after the body (Trello's callback URL); empty for everyone else.
+    pub suffix: String,
 }
 
 impl GenericHmac {
@@ -47,7 +53,7 @@ impl GenericHmac {
         if mac::verify(
             self.algorithm,
             self.secret.expose().as_bytes(),
-            &[body],
+            &[body, self.suffix.as_bytes()],
             &expected,
         ) {
             Ok(())
@@ -68,6 +74,7 @@ mod tests {
             algorithm,
             encoding,
             prefix: prefix.to_string(),
+            suffix: String::new(),
         }
     }
 
@@ -100,6 +107,39 @@ mod tests {
         let h = with("sha1=01dc10d0c83e72ed246219cdd91669667fe2ca59");
         assert_eq!(v.verify(&h, b"Hello, World!"), Ok(()));
         assert_eq!(v.verify(&h, b"Hello, World"), Err(VerifyError::Mismatch));
+    }
+
+    /// Self-computed vector 9 of protocols.md (Trello): base64 HMAC-SHA1 over body + callback URL.
+    #[test]
+    fn self_computed_trello_vector() {
+        let v = GenericHmac {
+            secret: Secret::new("secret".into()),
+            header: "x-trello-webhook".into(),
+            algorithm: Algorithm::Sha1,
+            encoding: Encoding::Base64,
+            prefix: String::new(),
+            suffix: "https://example.com/webhooks".into(),
+        };
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-trello-webhook",
+            "FwPAcuGe9EP/+SbXFWjnEVTa0zw=".parse().unwrap(),
+        );
+        assert_eq!(v.verify(&h, br#"{"hello":"world"}"#), Ok(()));
+        let other_url = GenericHmac {
+            suffix: "https://example.com/other".into(),
+            ..v
+        };
+        assert_eq!(
+            other_url.verify(&h, br#"{"hello":"world"}"#),
+            Err(VerifyError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn an_empty_signature_never_matches() {
+        let v = scheme(Algorithm::Sha256, Encoding::Hex, "");
+        assert!(v.verify(&with(""), b"").is_err());
     }
 
     #[test]

@@ -6,21 +6,48 @@
 //! is constant-time; tokens only through `subtle`.
 //! This module must not parse JSON, touch the store or read the clock.
 
+pub mod asana;
 pub mod github;
+pub mod gitlab;
 pub mod hmac;
+pub mod linear;
 pub mod mac;
+pub mod slack;
 pub mod standard;
+pub mod token;
 
 use http::HeaderMap;
 
 use crate::clock::UnixMillis;
+use crate::config::secret::Secret;
 
 /// How one source proves that a request came from its sender.
 #[derive(Debug, Clone)]
 pub enum Verifier {
     Github(github::Github),
+    Gitlab(gitlab::Gitlab),
     Standard(standard::Standard),
+    /// A digest of the body in one header: the generic `hmac` provider, Gitea, Forgejo, Gogs,
+    /// Bitbucket, Jira and Trello.
     Hmac(hmac::GenericHmac),
+    /// Gitea and Forgejo send their signature under several names; the first present one is checked.
+    AnyOf(Vec<hmac::GenericHmac>),
+    Linear(linear::Linear),
+    Slack(slack::Slack),
+    Asana(asana::Asana),
+    /// Senders that cannot sign (Basecamp): a secret `?token=` in the webhook URL.
+    UrlToken(Secret),
+}
+
+/// What a verifier looks at: the request as received.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    pub headers: &'a HeaderMap,
+    /// The URL's query string, for `?token=` schemes.
+    pub query: Option<&'a str>,
+    pub body: &'a [u8],
+    /// A secret the source learned at a handshake (Asana's `X-Hook-Secret`), read from the store.
+    pub learned_secret: Option<&'a Secret>,
 }
 
 /// Why a request was refused. The display text is the one-line reason of the 401 answer.
@@ -40,17 +67,33 @@ pub enum VerifyError {
 }
 
 impl Verifier {
-    /// Checks `body` as received against the source's scheme.
-    pub fn verify(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: UnixMillis,
-    ) -> Result<(), VerifyError> {
+    /// Checks a request, with its body exactly as received, against the source's scheme.
+    pub fn verify(&self, req: &Incoming<'_>, now: UnixMillis) -> Result<(), VerifyError> {
+        let (headers, body) = (req.headers, req.body);
         match self {
             Verifier::Github(v) => v.verify(headers, body),
+            Verifier::Gitlab(v) => v.verify(headers, body, now),
             Verifier::Standard(v) => v.verify(headers, body, now),
             Verifier::Hmac(v) => v.verify(headers, body),
+            Verifier::AnyOf(schemes) => {
+                let present = schemes
+                    .iter()
+                    .find(|s| headers.get(&s.header).is_some_and(|v| !v.is_empty()));
+                match present {
+                    Some(s) => s.verify(headers, body),
+                    None => Err(VerifyError::MissingHeader(
+                        schemes
+                            .iter()
+                            .map(|s| s.header.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" or "),
+                    )),
+                }
+            }
+            Verifier::Linear(v) => v.verify(headers, body, now),
+            Verifier::Slack(v) => v.verify(headers, body, now),
+            Verifier::Asana(v) => v.verify(headers, req.query, body, req.learned_secret),
+            Verifier::UrlToken(secret) => token::verify_query(secret, req.query),
         }
     }
 }

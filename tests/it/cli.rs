@@ -44,8 +44,9 @@ fn check_accepts_the_example_config_and_renders_the_samples() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout
-            .contains("1 sources, 1 destinations, 6 routes; 7 posts rendered from bundled samples"),
+        stdout.contains(
+            "1 sources, 1 destinations, 7 routes; 29 posts rendered from bundled samples"
+        ),
         "{stdout}"
     );
 }

@@ -4,5 +4,6 @@
 mod cli;
 mod crash;
 mod ingress;
+mod providers;
 mod relay;
 mod support;
