@@ -11,7 +11,6 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ProcessEnv};
 use crate::normalize::Provider;
@@ -24,7 +23,7 @@ use crate::telemetry::{self, LogFormat};
 #[command(name = "chirpd", version, about)]
 pub struct Cli {
     /// Log line format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Auto, global = true)]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -84,7 +83,21 @@ pub enum QueueCommand {
         json: bool,
     },
     /// Show one item.
-    Show { id: String },
+    Show {
+        id: String,
+    },
+    /// Put a dead or waiting item back in the queue, due now.
+    Retry {
+        id: String,
+    },
+    /// Never send a queued item; it stays listed as dead.
+    Drop {
+        id: String,
+    },
+    /// Plan a stored delivery again with the current config (dead items of it are replaced).
+    Replay {
+        delivery: String,
+    },
 }
 
 pub fn main(cli: Cli) -> ExitCode {
@@ -142,18 +155,30 @@ fn run(flag: Option<&Path>) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.server.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-        let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
-        crate::app::run(config, listener, shutdown).await
+        let listener = listener(&config).await?;
+        let control = crate::app::Control::default();
+        tokio::spawn(handle_signals(control.clone()));
+        crate::app::run(config, listener, control).await
     })
 }
 
-/// Cancels `token` on SIGTERM or SIGINT. SIGHUP, whose default action would kill the daemon, is caught
-/// and logged: this version applies config changes on restart only.
-async fn stop_on_signal(token: CancellationToken) {
+/// The listening socket: the one systemd passed (socket activation, `systemd/chirpd.socket`), else a new
+/// one bound to `server.listen`.
+async fn listener(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if let Some(std_listener) = fds.take_tcp_listener(0).context("cannot use the socket systemd passed")? {
+        std_listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)?;
+        tracing::info!(addr = %listener.local_addr()?, "Using the socket systemd passed; server.listen is ignored.");
+        return Ok(listener);
+    }
+    tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))
+}
+
+/// SIGTERM or SIGINT stop the daemon; SIGHUP reloads its config.
+async fn handle_signals(control: crate::app::Control) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -174,11 +199,12 @@ async fn stop_on_signal(token: CancellationToken) {
                 break;
             }
             _ = hup.recv() => {
-                tracing::warn!("SIGHUP received: this version applies config changes on restart; still running the loaded config.");
+                tracing::info!("SIGHUP received: reloading the config.");
+                control.reload.notify_one();
             }
         }
     }
-    token.cancel();
+    control.shutdown.cancel();
 }
 
 /// A payload bundled into the binary for `check`: the provider, the event name its headers would carry,
@@ -463,7 +489,11 @@ fn queue(flag: Option<&Path>, command: QueueCommand) -> anyhow::Result<()> {
                     }
                     None => None,
                 };
-                for item in store.items(state, limit).await? {
+                let items = store.items(state, limit).await?;
+                if !as_json {
+                    writeln!(out, "{:<36}  {:<7}  {:<12}  {:>8}  TEXT", "ID", "STATE", "DESTINATION", "ATTEMPTS")?;
+                }
+                for item in items {
                     if as_json {
                         writeln!(out, "{}", item_json(&item))?;
                     } else {
@@ -477,7 +507,7 @@ fn queue(flag: Option<&Path>, command: QueueCommand) -> anyhow::Result<()> {
                             .collect();
                         writeln!(
                             out,
-                            "{}  {:<7}  {:<12}  {}  {first_line}",
+                            "{:<36}  {:<7}  {:<12}  {:>8}  {first_line}",
                             item.id,
                             item.state.as_str(),
                             item.destination,
@@ -492,6 +522,18 @@ fn queue(flag: Option<&Path>, command: QueueCommand) -> anyhow::Result<()> {
                     .await?
                     .with_context(|| format!("no outbox item {id}"))?;
                 writeln!(out, "{}", serde_json::to_string_pretty(&item_json(&item))?)?;
+            }
+            QueueCommand::Retry { id } => {
+                store.retry_item(&id, crate::clock::now_ms()).await?;
+                writeln!(out, "{id}: queued again")?;
+            }
+            QueueCommand::Drop { id } => {
+                store.drop_item(&id, crate::clock::now_ms()).await?;
+                writeln!(out, "{id}: dropped")?;
+            }
+            QueueCommand::Replay { delivery } => {
+                let replaced = store.replay_delivery(&delivery).await?;
+                writeln!(out, "{delivery}: will be planned again ({replaced} dead item(s) replaced)")?;
             }
         }
         Ok(())

@@ -24,6 +24,9 @@ use crate::sink::{Answer, Destination, Outcome};
 
 /// How long an account-level refusal holds a destination before one more try.
 pub const PAUSE: Duration = Duration::from_secs(3600);
+/// The longest a worker waits before looking at its queue again. New items wake it at once; this bounds
+/// how late it notices items changed by `chirpd queue` from another process, and keeps its heartbeat.
+pub const IDLE_POLL: Duration = Duration::from_secs(5);
 /// How often a public account is checked again while tweets are held for it.
 pub const PUBLIC_RECHECK: Duration = Duration::from_secs(15 * 60);
 
@@ -52,7 +55,9 @@ impl Worker {
             checked_at: None,
         };
         loop {
+            self.health.beat(&id);
             if shutdown.is_cancelled() {
+                self.health.retire(&id);
                 return;
             }
             let wait = match self.turn(&mut guard).await {
@@ -64,9 +69,12 @@ impl Worker {
                 }
             };
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(wait.min(IDLE_POLL)) => {}
                 _ = self.planned.changed() => {}
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {
+                    self.health.retire(&id);
+                    return;
+                }
             }
         }
     }
@@ -98,7 +106,7 @@ impl Worker {
             let next = self.store.next_due(&d.id).await?;
             return Ok(Some(match next {
                 Some(at) => wait_until(now, at),
-                None => Duration::from_secs(3600),
+                None => IDLE_POLL,
             }));
         };
         let answer = if d.dry_run {
@@ -199,6 +207,19 @@ impl Worker {
             self.store
                 .block(&d.id, until, "X reports the rate-limit window spent")
                 .await?;
+        }
+        let outcome_label = match &answer.outcome {
+            Outcome::Sent { .. } if d.dry_run => "dry_run",
+            Outcome::Sent { .. } => "sent",
+            Outcome::AlreadyPosted => "already_posted",
+            Outcome::Retry { .. } => "retry",
+            Outcome::RateLimited { .. } => "rate_limited",
+            Outcome::Pause { .. } => "paused",
+            Outcome::Dead { .. } => "dead",
+        };
+        metrics::counter!("chirpd_posts_total", "destination" => d.id.clone(), "outcome" => outcome_label).increment(1);
+        if let Some(remaining) = answer.limits.remaining {
+            metrics::gauge!("chirpd_rate_limit_remaining", "destination" => d.id.clone()).set(remaining as f64);
         }
         let finish = match answer.outcome {
             Outcome::Sent { remote_id } => {

@@ -44,8 +44,10 @@ pub async fn run(
             }
         };
         if batch.is_empty() {
+            // Woken by the ingress; the poll catches deliveries replayed by `chirpd queue replay`.
             tokio::select! {
                 _ = wake.notified() => continue,
+                _ = tokio::time::sleep(crate::dispatch::IDLE_POLL) => continue,
                 _ = shutdown.cancelled() => return,
             }
         }
@@ -116,6 +118,8 @@ async fn plan_one(
         })
         .collect();
     tracing::debug!(delivery = %d.id, native = %plan.event.native, posts = items.len(), "Delivery planned.");
+    let outcome = if errors.is_some() { "template_error" } else if items.is_empty() { "no_route" } else { "posted" };
+    metrics::counter!("chirpd_deliveries_planned_total", "source" => d.source.clone(), "outcome" => outcome).increment(1);
     store
         .save_plan(
             d.id,

@@ -1,9 +1,11 @@
 //! Readiness facts shared between the dispatcher (which learns them) and `/readyz` (which reports them).
 //!
 //! This is in-memory state only: each fact is re-learned after a restart by the next attempt or check.
+//! It also keeps each worker's heartbeat, which the systemd watchdog reads.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Why a destination is not posting right now.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -16,26 +18,89 @@ pub struct Hold {
     pub until: Option<i64>,
 }
 
-/// The destinations' holds, keyed by destination id.
+/// The destinations' holds, keyed by destination id, and when each worker last made progress.
 #[derive(Debug, Clone, Default)]
 pub struct Health {
     holds: Arc<Mutex<BTreeMap<String, Hold>>>,
+    /// Each dispatcher worker's last turn, for the watchdog.
+    beats: Arc<Mutex<BTreeMap<String, Instant>>>,
 }
 
 impl Health {
     pub fn hold(&self, destination: &str, hold: Hold) {
+        metrics::gauge!("chirpd_destination_held", "destination" => destination.to_string()).set(1.0);
         if let Ok(mut holds) = self.holds.lock() {
             holds.insert(destination.to_string(), hold);
         }
     }
 
     pub fn clear(&self, destination: &str) {
+        metrics::gauge!("chirpd_destination_held", "destination" => destination.to_string()).set(0.0);
         if let Ok(mut holds) = self.holds.lock() {
             holds.remove(destination);
         }
     }
 
+    /// Forgets every hold, when a reload replaces the destinations.
+    pub fn clear_all(&self) {
+        if let Ok(mut holds) = self.holds.lock() {
+            holds.clear();
+        }
+    }
+
+    /// Records that `destination`'s worker completed a turn.
+    pub fn beat(&self, destination: &str) {
+        if let Ok(mut beats) = self.beats.lock() {
+            beats.insert(destination.to_string(), Instant::now());
+        }
+    }
+
+    /// Forgets a worker that stopped on purpose (shutdown or reload).
+    pub fn retire(&self, destination: &str) {
+        if let Ok(mut beats) = self.beats.lock() {
+            beats.remove(destination);
+        }
+    }
+
+    /// Workers whose last turn is older than `limit`.
+    pub fn stale_workers(&self, limit: Duration) -> Vec<String> {
+        self.beats
+            .lock()
+            .map(|beats| {
+                beats
+                    .iter()
+                    .filter(|(_, at)| at.elapsed() > limit)
+                    .map(|(d, _)| d.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn holds(&self) -> BTreeMap<String, Hold> {
         self.holds.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_that_stop_beating_are_stale_and_retired_ones_are_not() {
+        let h = Health::default();
+        h.beat("team");
+        assert!(h.stale_workers(Duration::from_secs(60)).is_empty());
+        assert_eq!(h.stale_workers(Duration::ZERO), vec!["team".to_string()]);
+        h.retire("team");
+        assert!(h.stale_workers(Duration::ZERO).is_empty());
+    }
+
+    #[test]
+    fn holds_are_kept_until_cleared() {
+        let h = Health::default();
+        h.hold("team", Hold { reason: "r".into(), needs_admin: true, until: None });
+        assert_eq!(h.holds().len(), 1);
+        h.clear("team");
+        assert!(h.holds().is_empty());
     }
 }

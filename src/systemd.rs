@@ -1,13 +1,32 @@
-//! The systemd notification protocol: READY=1 once the daemon serves, STOPPING=1 when it begins to stop.
+//! The systemd notification protocol: READY, RELOADING, STOPPING, and a watchdog fed by real progress.
 //!
 //! Outside systemd (`$NOTIFY_SOCKET` unset) every call is a no-op, so the daemon runs the same by hand.
+//! The watchdog keep-alive is sent only when the store commits, the HTTP server answers `/healthz` on its
+//! own socket, and every dispatcher worker has turned recently; a daemon wedged in any of them stops
+//! feeding the watchdog, and systemd restarts it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use sd_notify::NotifyState;
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatch;
+use crate::health::Health;
+use crate::outbox::Store;
 
 /// Tells systemd the daemon is ready: the store is open, the config and templates are loaded, and the
 /// listener accepts connections.
 pub fn ready() {
     send(&[NotifyState::Ready], "READY");
+}
+
+/// Tells systemd a reload began; `ready` ends it.
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[NotifyState::Reloading, now], "RELOADING"),
+        Err(_) => send(&[NotifyState::Reloading], "RELOADING"),
+    }
 }
 
 /// Tells systemd the daemon is stopping, so that it waits for the drain instead of declaring a failure.
@@ -18,5 +37,48 @@ pub fn stopping() {
 fn send(states: &[NotifyState<'_>], what: &str) {
     if let Err(e) = sd_notify::notify(states) {
         tracing::warn!(error = %e, "Cannot notify systemd of {what}.");
+    }
+}
+
+/// Feeds the watchdog every `interval / 2`, but only after every probe passed.
+pub async fn watchdog(
+    interval: Duration,
+    store: Store,
+    local: SocketAddr,
+    health: Health,
+    request_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let period = interval / 2;
+    let probe_timeout = period.max(Duration::from_millis(100));
+    // A worker turns at least every IDLE_POLL, or after one request; allow both, twice over.
+    let stale_after = (dispatch::IDLE_POLL + request_timeout) * 2;
+    let http = reqwest::Client::new();
+    let healthz = format!("http://{}/healthz", loopback(local));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let store_ok = matches!(tokio::time::timeout(probe_timeout, store.counts()).await, Ok(Ok(_)));
+        let http_ok = matches!(
+            tokio::time::timeout(probe_timeout, http.get(&healthz).send()).await,
+            Ok(Ok(r)) if r.status().is_success()
+        );
+        let stale = health.stale_workers(stale_after);
+        if store_ok && http_ok && stale.is_empty() {
+            send(&[NotifyState::Watchdog], "WATCHDOG");
+        } else {
+            tracing::error!(store_ok, http_ok, stale_workers = ?stale, "A component made no progress; not feeding the watchdog.");
+        }
+    }
+}
+
+/// The address to probe the server on: a wildcard listen address is reached through loopback.
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => SocketAddr::from(([127, 0, 0, 1], a.port())),
+        SocketAddr::V6(a) if a.ip().is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port())),
+        other => other,
     }
 }

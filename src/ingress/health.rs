@@ -11,6 +11,23 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Prometheus text. Queue depth is read from the store at each scrape, so it is the truth, not a sum of
+/// counters that a restart would reset.
+pub async fn metrics(State(state): State<AppState>) -> (StatusCode, [(axum::http::HeaderName, &'static str); 1], String) {
+    if let Ok(counts) = state.store.counts().await {
+        for st in ["pending", "sending", "retry", "sent", "dead"] {
+            let n = counts.iter().find(|(s, _)| s == st).map_or(0, |(_, n)| *n);
+            metrics::gauge!("chirpd_queue_items", "state" => st).set(n as f64);
+        }
+    }
+    let body = crate::telemetry::metrics_handle().render();
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        body,
+    )
+}
+
 /// Ready when the store commits and no destination needs the admin. Rate-limit waits are listed but do
 /// not make the daemon unready: they end on their own.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
@@ -38,6 +55,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
             "reasons": reasons,
             "holds": holds,
             "config": config.path.as_ref().map(|p| p.display().to_string()),
+            "sources": config.sources.len(),
+            "destinations": config.destinations.len(),
+            "routes": config.pipeline.routes.len(),
         })),
     )
 }

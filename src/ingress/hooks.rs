@@ -6,6 +6,8 @@
 //! with fsync; and only then answer 202 (or 200 for a duplicate). A store failure answers 503 so the
 //! sender retries, and nothing was half-written.
 
+use std::time::Instant;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -29,6 +31,46 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = Instant::now();
+    let known = state.config.borrow().sources.contains_key(&source_id);
+    let response = handle(&state, &source_id, &uri, headers, body).await;
+    let outcome = match response.extensions().get::<Outcome>() {
+        Some(o) => o.0,
+        None => by_status(response.status()),
+    };
+    // Only configured sources become label values, so a scan of random paths cannot grow the metrics.
+    let source = if known { source_id } else { "unknown".to_string() };
+    metrics::counter!("chirpd_webhooks_total", "source" => source, "outcome" => outcome).increment(1);
+    metrics::histogram!("chirpd_webhook_duration_seconds", "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The outcome label of an answer whose status alone does not tell it (200 is a duplicate or a handshake).
+#[derive(Debug, Clone, Copy)]
+struct Outcome(&'static str);
+
+fn tagged(mut response: Response, outcome: &'static str) -> Response {
+    response.extensions_mut().insert(Outcome(outcome));
+    response
+}
+
+fn by_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        202 => "accepted",
+        200 => "handshake",
+        400 => "bad_request",
+        401 => "unauthorized",
+        404 => "unknown_source",
+        408 => "timeout",
+        413 => "too_large",
+        503 => "unavailable",
+        _ => "other",
+    }
+}
+
+async fn handle(state: &AppState, source_id: &str, uri: &Uri, headers: HeaderMap, body: Body) -> Response {
+    let source_id = source_id.to_string();
     let cfg = state.config.borrow().clone();
     let Some(source) = cfg.sources.get(&source_id) else {
         return reject(
@@ -66,7 +108,7 @@ pub async fn receive(
     if let Verifier::Asana(asana) = &source.verifier
         && let Some(secret) = headers.get(asana::HANDSHAKE_HEADER)
     {
-        return asana_handshake(&state, &source_id, asana, query, secret.clone(), now).await;
+        return asana_handshake(state, &source_id, asana, query, secret.clone(), now).await;
     }
     let learned = match &source.verifier {
         Verifier::Asana(_) => match state.store.learned_secret(&source_id).await {
@@ -127,7 +169,10 @@ pub async fn receive(
     match state.store.record_delivery(delivery).await {
         Ok(r) if r.duplicate => {
             tracing::info!(source = %source_id, id = %r.id, "Duplicate delivery acknowledged; nothing new to post.");
-            (StatusCode::OK, Json(json!({"id": r.id, "duplicate": true}))).into_response()
+            tagged(
+                (StatusCode::OK, Json(json!({"id": r.id, "duplicate": true}))).into_response(),
+                "duplicate",
+            )
         }
         Ok(r) => {
             state.fanout.notify_one();

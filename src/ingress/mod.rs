@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/hooks/{source}", post(hooks::receive).head(hooks::head))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .with_state(state)
 }
 

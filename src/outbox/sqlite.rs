@@ -146,7 +146,10 @@ fn run(conn: Connection, jobs: mpsc::Receiver<Job>) {
             }
             replies.push(reply);
         }
+        let started = std::time::Instant::now();
         let commit = conn.execute_batch("COMMIT").map_err(unavailable);
+        metrics::histogram!("chirpd_store_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("chirpd_store_batch_jobs").record(replies.len() as f64);
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -472,4 +475,50 @@ pub fn learned_secret(conn: &Connection, source: &str) -> Result<Option<String>,
     )
     .optional()
     .map_err(unavailable)
+}
+
+/// The admin's retry: a dead, waiting or pending item goes back to the queue, due now.
+pub fn retry_item(conn: &Connection, id: &str, now: UnixMillis) -> Result<(), StoreError> {
+    let changed = conn
+        .execute(
+            "UPDATE outbox SET state = 'pending', next_attempt_at = ?2, updated_at = ?2,
+                               last_error = 'retried by the admin'
+             WHERE id = ?1 AND state IN ('dead', 'retry', 'pending')",
+            params![id, now],
+        )
+        .map_err(unavailable)?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("outbox item {id} that is dead, waiting or pending (a sent item is never retried)")));
+    }
+    Ok(())
+}
+
+/// The admin's drop: a queued item will not be sent; it stays listed as dead with the reason.
+pub fn drop_item(conn: &Connection, id: &str, now: UnixMillis) -> Result<(), StoreError> {
+    let changed = conn
+        .execute(
+            "UPDATE outbox SET state = 'dead', updated_at = ?2, last_error = 'dropped by the admin'
+             WHERE id = ?1 AND state IN ('pending', 'retry')",
+            params![id, now],
+        )
+        .map_err(unavailable)?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("outbox item {id} that is pending or waiting")));
+    }
+    Ok(())
+}
+
+/// The admin's replay: the delivery is planned again with the current config. Dead items of it are
+/// replaced; items already sent or still queued are kept, so nothing is posted twice.
+pub fn replay_delivery(conn: &Connection, id: &str) -> Result<usize, StoreError> {
+    let removed = conn
+        .execute("DELETE FROM outbox WHERE delivery_id = ?1 AND state = 'dead'", [id])
+        .map_err(unavailable)?;
+    let changed = conn
+        .execute("UPDATE deliveries SET state = 'received', error = NULL WHERE id = ?1", [id])
+        .map_err(unavailable)?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("delivery {id}")));
+    }
+    Ok(removed)
 }

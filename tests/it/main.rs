@@ -4,6 +4,8 @@
 mod cli;
 mod crash;
 mod ingress;
+mod ops;
 mod providers;
 mod relay;
 mod support;
+mod systemd;

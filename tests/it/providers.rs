@@ -28,7 +28,7 @@ struct App {
     store: std::path::PathBuf,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
-    stop: tokio_util::sync::CancellationToken,
+    control: chirpd::app::Control,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -119,15 +119,15 @@ access_token_secret = "{ats}"
     let path = dir.path().join("chirpd.toml");
     std::fs::write(&path, text).unwrap();
     let cfg = chirpd::config::load(Some(&path), &chirpd::config::ProcessEnv).unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let handle = tokio::spawn(chirpd::app::run(cfg, listener, stop.clone()));
+    let control = chirpd::app::Control::default();
+    let handle = tokio::spawn(chirpd::app::run(cfg, listener, control.clone()));
     App {
         base,
         x,
         store,
         http: reqwest::Client::new(),
         _dir: dir,
-        stop,
+        control,
         handle,
     }
 }
@@ -146,7 +146,7 @@ impl App {
     }
 
     async fn stop(self) {
-        self.stop.cancel();
+        self.control.shutdown.cancel();
         self.handle.await.unwrap().unwrap();
     }
 }

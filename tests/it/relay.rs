@@ -388,8 +388,8 @@ template = "{{ payload.issue.no_such_field.deeper }}"
     let cfg = chirpd::config::load(Some(&path), &chirpd::config::ProcessEnv).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let token = tokio_util::sync::CancellationToken::new();
-    let handle = tokio::spawn(chirpd::app::run(cfg, listener, token.clone()));
+    let control = chirpd::app::Control::default();
+    let handle = tokio::spawn(chirpd::app::run(cfg, listener, control.clone()));
     let body = issue_opened("broken");
     let res = reqwest::Client::new()
         .post(format!("http://{addr}/hooks/gh"))
@@ -417,7 +417,7 @@ template = "{{ payload.issue.no_such_field.deeper }}"
         err.contains("chirpd.toml:") && err.contains("undefined"),
         "{err}"
     );
-    token.cancel();
+    control.shutdown.cancel();
     handle.await.unwrap().unwrap();
 }
 

@@ -36,6 +36,8 @@ pub enum Script {
     },
     /// Create the post, then never answer (the connection hangs until the client gives up or dies).
     CreateThenHang,
+    /// Wait this long, then answer as usual: a slow X.
+    Delay(std::time::Duration),
 }
 
 /// One request the fake received.
@@ -199,6 +201,7 @@ async fn create_tweet(
             std::future::pending::<()>().await;
             unreachable!()
         }
+        Some(Script::Delay(d)) => tokio::time::sleep(d).await,
         None => {}
     }
     let Some(text) = text else {

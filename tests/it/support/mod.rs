@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chirpd::config::{self, ProcessEnv};
 use hmac::{Hmac, KeyInit, Mac};
-use tokio_util::sync::CancellationToken;
+use chirpd::app::Control;
 
 use crate::support::fake_x::FakeX;
 
@@ -91,7 +91,8 @@ pub struct TestApp {
     pub x: FakeX,
     pub dir: tempfile::TempDir,
     pub store_path: PathBuf,
-    shutdown: CancellationToken,
+    pub control: Control,
+    pub config_path: PathBuf,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub http: reqwest::Client,
 }
@@ -116,14 +117,15 @@ impl TestApp {
         let cfg = config::load(Some(&path), &ProcessEnv).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(chirpd::app::run(cfg, listener, shutdown.clone()));
+        let control = Control::default();
+        let handle = tokio::spawn(chirpd::app::run(cfg, listener, control.clone()));
         TestApp {
             addr,
             x,
             dir,
             store_path,
-            shutdown,
+            control,
+            config_path: path,
             handle,
             http: reqwest::Client::new(),
         }
@@ -149,7 +151,7 @@ impl TestApp {
 
     /// Stops the daemon and waits for it to finish, returning the store's directory for reuse.
     pub async fn stop(self) -> (tempfile::TempDir, FakeX) {
-        self.shutdown.cancel();
+        self.control.shutdown.cancel();
         self.handle.await.unwrap().unwrap();
         (self.dir, self.x)
     }

@@ -1,0 +1,111 @@
+//! The systemd integration, with systemd's own protocols: sd_notify datagrams (READY, WATCHDOG,
+//! RELOADING, STOPPING) on a socket the test owns, and socket activation through systemd-socket-activate.
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::fake_x::FakeX;
+use crate::support::{WAIT, config_toml};
+
+/// Reads notifications until one contains `want`, failing after `WAIT`.
+fn expect_notify(sock: &UnixDatagram, want: &str) -> String {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        assert!(start.elapsed() < WAIT, "no {want} notification within {WAIT:?}");
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if msg.contains(want) {
+                    return msg;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("notify socket: {e}"),
+        }
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let ok = Command::new("sh").args(["-c", &format!("kill -{name} {pid}")]).status().unwrap();
+    assert!(ok.success());
+}
+
+#[tokio::test]
+async fn notify_ready_watchdog_reload_and_stop() {
+    let x = FakeX::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.path().join("chirpd.toml");
+    let text = config_toml(&dir.path().join("chirpd.db"), &x.url, "")
+        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""));
+    std::fs::write(&config, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chirpd"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    expect_notify(&sock, "READY=1");
+    // Fed only when the store, the HTTP server and the workers all make progress; twice to be sure.
+    expect_notify(&sock, "WATCHDOG=1");
+    expect_notify(&sock, "WATCHDOG=1");
+    signal(child.id(), "HUP");
+    let reloading = expect_notify(&sock, "RELOADING=1");
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    expect_notify(&sock, "READY=1");
+    signal(child.id(), "TERM");
+    expect_notify(&sock, "STOPPING=1");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < WAIT, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn socket_activation_uses_the_passed_socket() {
+    let x = FakeX::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.path().join("chirpd.toml");
+    // The config names a port nobody listens on: only the passed socket can answer.
+    let text = config_toml(&dir.path().join("chirpd.db"), &x.url, "")
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:9\"");
+    std::fs::write(&config, text).unwrap();
+    let mut child = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(env!("CARGO_BIN_EXE_chirpd"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd) must be installed");
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/healthz")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "no answer on the activated socket");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
