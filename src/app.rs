@@ -47,7 +47,10 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
         .with_context(|| format!("cannot open the store at {}", config.store_path.display()))?;
     let recovered = store.recover_interrupted(clock::now_ms()).await?;
     if recovered > 0 {
-        tracing::warn!(items = recovered, "Items were being sent when chirpd last stopped; they will be sent again with the same text (X refuses true duplicates).");
+        tracing::warn!(
+            items = recovered,
+            "Items were being sent when chirpd last stopped; they will be sent again with the same text (X refuses true duplicates)."
+        );
     }
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
@@ -79,7 +82,11 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
         planned: planned_rx,
     };
     let mut generation = team.spawn(&config_rx.borrow(), &workers);
-    tracker.spawn(dispatch::prune_ledger_forever(store.clone(), Duration::from_secs(86_400), workers.clone()));
+    tracker.spawn(dispatch::prune_ledger_forever(
+        store.clone(),
+        Duration::from_secs(86_400),
+        workers.clone(),
+    ));
     tracker.spawn({
         let workers = workers.clone();
         async move {
@@ -140,8 +147,13 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
     tracing::info!("Stopped accepting webhooks; finishing in-flight sends.");
     workers.cancel();
     generation.stop().await;
-    if tokio::time::timeout(STOP_GRACE, tracker.wait()).await.is_err() {
-        tracing::warn!("Some tasks did not finish in time; queued items are sent on the next start.");
+    if tokio::time::timeout(STOP_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "Some tasks did not finish in time; queued items are sent on the next start."
+        );
     }
     tracing::info!("chirpd stopped.");
     Ok(())
@@ -151,7 +163,9 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
 fn reload(config_tx: &watch::Sender<Arc<Config>>) -> Option<Arc<Config>> {
     let current = config_tx.borrow().clone();
     let Some(path) = current.path.clone() else {
-        tracing::warn!("Reload requested, but chirpd runs on its embedded defaults: nothing to reload.");
+        tracing::warn!(
+            "Reload requested, but chirpd runs on its embedded defaults: nothing to reload."
+        );
         return None;
     };
     let mut next = match config::load(Some(&path), &ProcessEnv) {
@@ -219,8 +233,13 @@ impl Generation {
     /// Stops the workers between items and waits for them, within `STOP_GRACE`.
     async fn stop(&self) {
         self.token.cancel();
-        if tokio::time::timeout(STOP_GRACE, self.tracker.wait()).await.is_err() {
-            tracing::warn!("A send did not finish in time; its item is sent again on the next start.");
+        if tokio::time::timeout(STOP_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "A send did not finish in time; its item is sent again on the next start."
+            );
         }
     }
 }

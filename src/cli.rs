@@ -83,21 +83,13 @@ pub enum QueueCommand {
         json: bool,
     },
     /// Show one item.
-    Show {
-        id: String,
-    },
+    Show { id: String },
     /// Put a dead or waiting item back in the queue, due now.
-    Retry {
-        id: String,
-    },
+    Retry { id: String },
     /// Never send a queued item; it stays listed as dead.
-    Drop {
-        id: String,
-    },
+    Drop { id: String },
     /// Plan a stored delivery again with the current config (dead items of it are replaced).
-    Replay {
-        delivery: String,
-    },
+    Replay { delivery: String },
 }
 
 pub fn main(cli: Cli) -> ExitCode {
@@ -166,7 +158,10 @@ fn run(flag: Option<&Path>) -> anyhow::Result<()> {
 /// one bound to `server.listen`.
 async fn listener(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
     let mut fds = listenfd::ListenFd::from_env();
-    if let Some(std_listener) = fds.take_tcp_listener(0).context("cannot use the socket systemd passed")? {
+    if let Some(std_listener) = fds
+        .take_tcp_listener(0)
+        .context("cannot use the socket systemd passed")?
+    {
         std_listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
         tracing::info!(addr = %listener.local_addr()?, "Using the socket systemd passed; server.listen is ignored.");
@@ -491,7 +486,11 @@ fn queue(flag: Option<&Path>, command: QueueCommand) -> anyhow::Result<()> {
                 };
                 let items = store.items(state, limit).await?;
                 if !as_json {
-                    writeln!(out, "{:<36}  {:<7}  {:<12}  {:>8}  TEXT", "ID", "STATE", "DESTINATION", "ATTEMPTS")?;
+                    writeln!(
+                        out,
+                        "{:<36}  {:<7}  {:<12}  {:>8}  TEXT",
+                        "ID", "STATE", "DESTINATION", "ATTEMPTS"
+                    )?;
                 }
                 for item in items {
                     if as_json {
@@ -533,7 +532,10 @@ fn queue(flag: Option<&Path>, command: QueueCommand) -> anyhow::Result<()> {
             }
             QueueCommand::Replay { delivery } => {
                 let replaced = store.replay_delivery(&delivery).await?;
-                writeln!(out, "{delivery}: will be planned again ({replaced} dead item(s) replaced)")?;
+                writeln!(
+                    out,
+                    "{delivery}: will be planned again ({replaced} dead item(s) replaced)"
+                )?;
             }
         }
         Ok(())

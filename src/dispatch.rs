@@ -219,7 +219,8 @@ impl Worker {
         };
         metrics::counter!("chirpd_posts_total", "destination" => d.id.clone(), "outcome" => outcome_label).increment(1);
         if let Some(remaining) = answer.limits.remaining {
-            metrics::gauge!("chirpd_rate_limit_remaining", "destination" => d.id.clone()).set(remaining as f64);
+            metrics::gauge!("chirpd_rate_limit_remaining", "destination" => d.id.clone())
+                .set(remaining as f64);
         }
         let finish = match answer.outcome {
             Outcome::Sent { remote_id } => {

@@ -118,7 +118,13 @@ async fn plan_one(
         })
         .collect();
     tracing::debug!(delivery = %d.id, native = %plan.event.native, posts = items.len(), "Delivery planned.");
-    let outcome = if errors.is_some() { "template_error" } else if items.is_empty() { "no_route" } else { "posted" };
+    let outcome = if errors.is_some() {
+        "template_error"
+    } else if items.is_empty() {
+        "no_route"
+    } else {
+        "posted"
+    };
     metrics::counter!("chirpd_deliveries_planned_total", "source" => d.source.clone(), "outcome" => outcome).increment(1);
     store
         .save_plan(

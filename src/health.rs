@@ -28,14 +28,16 @@ pub struct Health {
 
 impl Health {
     pub fn hold(&self, destination: &str, hold: Hold) {
-        metrics::gauge!("chirpd_destination_held", "destination" => destination.to_string()).set(1.0);
+        metrics::gauge!("chirpd_destination_held", "destination" => destination.to_string())
+            .set(1.0);
         if let Ok(mut holds) = self.holds.lock() {
             holds.insert(destination.to_string(), hold);
         }
     }
 
     pub fn clear(&self, destination: &str) {
-        metrics::gauge!("chirpd_destination_held", "destination" => destination.to_string()).set(0.0);
+        metrics::gauge!("chirpd_destination_held", "destination" => destination.to_string())
+            .set(0.0);
         if let Ok(mut holds) = self.holds.lock() {
             holds.remove(destination);
         }
@@ -98,7 +100,14 @@ mod tests {
     #[test]
     fn holds_are_kept_until_cleared() {
         let h = Health::default();
-        h.hold("team", Hold { reason: "r".into(), needs_admin: true, until: None });
+        h.hold(
+            "team",
+            Hold {
+                reason: "r".into(),
+                needs_admin: true,
+                until: None,
+            },
+        );
         assert_eq!(h.holds().len(), 1);
         h.clear("team");
         assert!(h.holds().is_empty());

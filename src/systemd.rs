@@ -60,7 +60,10 @@ pub async fn watchdog(
             _ = tokio::time::sleep(period) => {}
             _ = shutdown.cancelled() => return,
         }
-        let store_ok = matches!(tokio::time::timeout(probe_timeout, store.counts()).await, Ok(Ok(_)));
+        let store_ok = matches!(
+            tokio::time::timeout(probe_timeout, store.counts()).await,
+            Ok(Ok(_))
+        );
         let http_ok = matches!(
             tokio::time::timeout(probe_timeout, http.get(&healthz).send()).await,
             Ok(Ok(r)) if r.status().is_success()
@@ -77,8 +80,12 @@ pub async fn watchdog(
 /// The address to probe the server on: a wildcard listen address is reached through loopback.
 fn loopback(addr: SocketAddr) -> SocketAddr {
     match addr {
-        SocketAddr::V4(a) if a.ip().is_unspecified() => SocketAddr::from(([127, 0, 0, 1], a.port())),
-        SocketAddr::V6(a) if a.ip().is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port())),
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], a.port()))
+        }
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
+        }
         other => other,
     }
 }

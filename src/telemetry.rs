@@ -37,10 +37,15 @@ pub fn init(format: LogFormat) {
         _ => false,
     };
     if journald && let Ok(layer) = tracing_journald::layer() {
-        let _ = tracing_subscriber::registry().with(filter()).with(layer).try_init();
+        let _ = tracing_subscriber::registry()
+            .with(filter())
+            .with(layer)
+            .try_init();
         return;
     }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter()).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(std::io::stderr);
     // A second initialisation (tests running several daemons in one process) is harmless; ignore it.
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -51,7 +56,9 @@ pub fn init(format: LogFormat) {
 static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Latency buckets in seconds, from a fast local commit to a slow X answer.
-const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// The Prometheus handle, installing the recorder on first use.
 pub fn metrics_handle() -> PrometheusHandle {

@@ -13,7 +13,13 @@ pub async fn healthz() -> &'static str {
 
 /// Prometheus text. Queue depth is read from the store at each scrape, so it is the truth, not a sum of
 /// counters that a restart would reset.
-pub async fn metrics(State(state): State<AppState>) -> (StatusCode, [(axum::http::HeaderName, &'static str); 1], String) {
+pub async fn metrics(
+    State(state): State<AppState>,
+) -> (
+    StatusCode,
+    [(axum::http::HeaderName, &'static str); 1],
+    String,
+) {
     if let Ok(counts) = state.store.counts().await {
         for st in ["pending", "sending", "retry", "sent", "dead"] {
             let n = counts.iter().find(|(s, _)| s == st).map_or(0, |(_, n)| *n);
@@ -23,7 +29,10 @@ pub async fn metrics(State(state): State<AppState>) -> (StatusCode, [(axum::http
     let body = crate::telemetry::metrics_handle().render();
     (
         StatusCode::OK,
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         body,
     )
 }

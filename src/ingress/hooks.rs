@@ -39,8 +39,13 @@ pub async fn receive(
         None => by_status(response.status()),
     };
     // Only configured sources become label values, so a scan of random paths cannot grow the metrics.
-    let source = if known { source_id } else { "unknown".to_string() };
-    metrics::counter!("chirpd_webhooks_total", "source" => source, "outcome" => outcome).increment(1);
+    let source = if known {
+        source_id
+    } else {
+        "unknown".to_string()
+    };
+    metrics::counter!("chirpd_webhooks_total", "source" => source, "outcome" => outcome)
+        .increment(1);
     metrics::histogram!("chirpd_webhook_duration_seconds", "outcome" => outcome)
         .record(started.elapsed().as_secs_f64());
     response
@@ -69,7 +74,13 @@ fn by_status(status: StatusCode) -> &'static str {
     }
 }
 
-async fn handle(state: &AppState, source_id: &str, uri: &Uri, headers: HeaderMap, body: Body) -> Response {
+async fn handle(
+    state: &AppState,
+    source_id: &str,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let source_id = source_id.to_string();
     let cfg = state.config.borrow().clone();
     let Some(source) = cfg.sources.get(&source_id) else {

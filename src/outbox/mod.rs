@@ -295,19 +295,25 @@ impl Store {
     /// Puts a dead, waiting or pending item back in the queue, due now.
     pub async fn retry_item(&self, id: &str, now: UnixMillis) -> Result<(), StoreError> {
         let id = id.to_string();
-        self.writer.call(move |c| sqlite::retry_item(c, &id, now)).await
+        self.writer
+            .call(move |c| sqlite::retry_item(c, &id, now))
+            .await
     }
 
     /// Marks a queued item dead so it is never sent.
     pub async fn drop_item(&self, id: &str, now: UnixMillis) -> Result<(), StoreError> {
         let id = id.to_string();
-        self.writer.call(move |c| sqlite::drop_item(c, &id, now)).await
+        self.writer
+            .call(move |c| sqlite::drop_item(c, &id, now))
+            .await
     }
 
     /// Plans a delivery again; returns how many dead items it replaces.
     pub async fn replay_delivery(&self, id: &str) -> Result<usize, StoreError> {
         let id = id.to_string();
-        self.writer.call(move |c| sqlite::replay_delivery(c, &id)).await
+        self.writer
+            .call(move |c| sqlite::replay_delivery(c, &id))
+            .await
     }
 
     /// Outbox items per state.

@@ -488,7 +488,9 @@ pub fn retry_item(conn: &Connection, id: &str, now: UnixMillis) -> Result<(), St
         )
         .map_err(unavailable)?;
     if changed == 0 {
-        return Err(StoreError::NotFound(format!("outbox item {id} that is dead, waiting or pending (a sent item is never retried)")));
+        return Err(StoreError::NotFound(format!(
+            "outbox item {id} that is dead, waiting or pending (a sent item is never retried)"
+        )));
     }
     Ok(())
 }
@@ -503,7 +505,9 @@ pub fn drop_item(conn: &Connection, id: &str, now: UnixMillis) -> Result<(), Sto
         )
         .map_err(unavailable)?;
     if changed == 0 {
-        return Err(StoreError::NotFound(format!("outbox item {id} that is pending or waiting")));
+        return Err(StoreError::NotFound(format!(
+            "outbox item {id} that is pending or waiting"
+        )));
     }
     Ok(())
 }
@@ -512,10 +516,16 @@ pub fn drop_item(conn: &Connection, id: &str, now: UnixMillis) -> Result<(), Sto
 /// replaced; items already sent or still queued are kept, so nothing is posted twice.
 pub fn replay_delivery(conn: &Connection, id: &str) -> Result<usize, StoreError> {
     let removed = conn
-        .execute("DELETE FROM outbox WHERE delivery_id = ?1 AND state = 'dead'", [id])
+        .execute(
+            "DELETE FROM outbox WHERE delivery_id = ?1 AND state = 'dead'",
+            [id],
+        )
         .map_err(unavailable)?;
     let changed = conn
-        .execute("UPDATE deliveries SET state = 'received', error = NULL WHERE id = ?1", [id])
+        .execute(
+            "UPDATE deliveries SET state = 'received', error = NULL WHERE id = ?1",
+            [id],
+        )
         .map_err(unavailable)?;
     if changed == 0 {
         return Err(StoreError::NotFound(format!("delivery {id}")));

@@ -10,7 +10,14 @@ use crate::support::fake_x::Script;
 use crate::support::{TestApp, WAIT, expected_issue_tweet, issue_opened};
 
 async fn ready(app: &TestApp) -> Value {
-    app.http.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap()
+    app.http
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 async fn wait_until<F: Fn(&Value) -> bool>(app: &TestApp, what: &str, ok: F) -> Value {
@@ -32,22 +39,49 @@ async fn a_valid_reload_applies_the_new_routes_and_an_invalid_one_changes_nothin
     let original = std::fs::read_to_string(&app.config_path).unwrap();
 
     // An invalid file: the daemon keeps running the previous config.
-    std::fs::write(&app.config_path, original.replace("events = [\"code.pushed\"]", "events = [\"code.push\"]")).unwrap();
+    std::fs::write(
+        &app.config_path,
+        original.replace("events = [\"code.pushed\"]", "events = [\"code.push\"]"),
+    )
+    .unwrap();
     app.control.reload.notify_one();
-    assert_eq!(app.github("issues", "a", &issue_opened("before")).await.status(), 202);
-    assert_eq!(app.x.wait_for_tweets(1, WAIT).await, vec![expected_issue_tweet("before")]);
+    assert_eq!(
+        app.github("issues", "a", &issue_opened("before"))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        app.x.wait_for_tweets(1, WAIT).await,
+        vec![expected_issue_tweet("before")]
+    );
     let r = ready(&app).await;
-    assert_eq!((r["ready"].clone(), r["routes"].clone()), (Value::Bool(true), 5.into()));
+    assert_eq!(
+        (r["ready"].clone(), r["routes"].clone()),
+        (Value::Bool(true), 5.into())
+    );
 
     // A valid file with one more route, posting a second text for new tasks.
     let extra = "\n[[routes]]\nsource = \"gh\"\nevents = [\"task.created\"]\nto = [\"team\"]\ntemplate = \"New task: {{ event.title }}\"\n";
     std::fs::write(&app.config_path, format!("{original}{extra}")).unwrap();
     app.control.reload.notify_one();
     wait_until(&app, "the reload was not applied", |r| r["routes"] == 6).await;
-    assert_eq!(app.github("issues", "b", &issue_opened("after")).await.status(), 202);
+    assert_eq!(
+        app.github("issues", "b", &issue_opened("after"))
+            .await
+            .status(),
+        202
+    );
     let mut tweets = app.x.wait_for_tweets(3, WAIT).await;
     tweets.sort();
-    assert_eq!(tweets, vec![expected_issue_tweet("after"), expected_issue_tweet("before"), "New task: after".to_string()]);
+    assert_eq!(
+        tweets,
+        vec![
+            expected_issue_tweet("after"),
+            expected_issue_tweet("before"),
+            "New task: after".to_string()
+        ]
+    );
     app.stop().await;
 }
 
@@ -63,13 +97,33 @@ fn metric(text: &str, name_and_labels: &str) -> f64 {
 #[tokio::test]
 async fn metrics_are_exposed_and_move() {
     let app = TestApp::start().await;
-    let scrape = || async { app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap() };
+    let scrape = || async {
+        app.http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
     let before = scrape().await;
     let accepted = r#"chirpd_webhooks_total{source="gh",outcome="accepted"}"#;
     let refused = r#"chirpd_webhooks_total{source="gh",outcome="unauthorized"}"#;
     let sent = r#"chirpd_posts_total{destination="team",outcome="sent"}"#;
-    assert_eq!(app.github("issues", "m1", &issue_opened("measured")).await.status(), 202);
-    let forged = app.http.post(app.url("/hooks/gh")).body("{}").send().await.unwrap();
+    assert_eq!(
+        app.github("issues", "m1", &issue_opened("measured"))
+            .await
+            .status(),
+        202
+    );
+    let forged = app
+        .http
+        .post(app.url("/hooks/gh"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(forged.status(), 401);
     app.x.wait_for_tweets(1, WAIT).await;
     // The recorder is process-wide and other tests run beside this one, so compare with the first scrape.
@@ -77,15 +131,36 @@ async fn metrics_are_exposed_and_move() {
     loop {
         let after = scrape().await;
         if metric(&after, sent) > metric(&before, sent) {
-            assert!(metric(&after, accepted) >= metric(&before, accepted) + 1.0, "{after}");
-            assert!(metric(&after, refused) >= metric(&before, refused) + 1.0, "{after}");
-            assert!(after.contains("chirpd_webhook_duration_seconds_bucket"), "{after}");
-            assert!(after.contains("chirpd_store_commit_seconds_bucket"), "{after}");
-            assert!(after.contains(r#"chirpd_queue_items{state="sent"}"#), "{after}");
-            assert!(after.contains(r#"chirpd_rate_limit_remaining{destination="team"} 99"#), "{after}");
+            assert!(
+                metric(&after, accepted) >= metric(&before, accepted) + 1.0,
+                "{after}"
+            );
+            assert!(
+                metric(&after, refused) >= metric(&before, refused) + 1.0,
+                "{after}"
+            );
+            assert!(
+                after.contains("chirpd_webhook_duration_seconds_bucket"),
+                "{after}"
+            );
+            assert!(
+                after.contains("chirpd_store_commit_seconds_bucket"),
+                "{after}"
+            );
+            assert!(
+                after.contains(r#"chirpd_queue_items{state="sent"}"#),
+                "{after}"
+            );
+            assert!(
+                after.contains(r#"chirpd_rate_limit_remaining{destination="team"} 99"#),
+                "{after}"
+            );
             break;
         }
-        assert!(start.elapsed() < WAIT, "chirpd_posts_total did not move: {after}");
+        assert!(
+            start.elapsed() < WAIT,
+            "chirpd_posts_total did not move: {after}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     app.stop().await;
@@ -100,14 +175,20 @@ fn queue(app: &TestApp, args: &[&str]) -> (bool, String) {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
 fn items(app: &TestApp) -> Vec<Value> {
     let (ok, text) = queue(app, &["list", "--json"]);
     assert!(ok, "{text}");
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 async fn wait_item_state(app: &TestApp, id: &str, state: &str) {
@@ -119,7 +200,10 @@ async fn wait_item_state(app: &TestApp, id: &str, state: &str) {
         if v["state"] == state {
             return;
         }
-        assert!(start.elapsed() < WAIT, "item {id} never became {state}: {v}");
+        assert!(
+            start.elapsed() < WAIT,
+            "item {id} never became {state}: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -132,9 +216,15 @@ async fn the_queue_cli_repairs_a_live_store() {
     app.x.script(Script::Answer {
         status: 400,
         headers: vec![],
-        body: r#"{"title":"Invalid Request","detail":"temporarily broken","type":"about:blank"}"#.into(),
+        body: r#"{"title":"Invalid Request","detail":"temporarily broken","type":"about:blank"}"#
+            .into(),
     });
-    assert_eq!(app.github("issues", "q1", &issue_opened("first try")).await.status(), 202);
+    assert_eq!(
+        app.github("issues", "q1", &issue_opened("first try"))
+            .await
+            .status(),
+        202
+    );
     let start = Instant::now();
     let dead = loop {
         if let Some(i) = items(&app).into_iter().find(|i| i["state"] == "dead") {
@@ -145,22 +235,38 @@ async fn the_queue_cli_repairs_a_live_store() {
     };
     assert_eq!(dead["last_error"], "X answered 400: temporarily broken");
     let (ok, table) = queue(&app, &["list"]);
-    assert!(ok && table.starts_with("ID") && table.contains("dead"), "{table}");
+    assert!(
+        ok && table.starts_with("ID") && table.contains("dead"),
+        "{table}"
+    );
 
     // Retry: sent on the running daemon's next look at its queue.
     let id = dead["id"].as_str().unwrap().to_string();
     let (ok, text) = queue(&app, &["retry", &id]);
     assert!(ok, "{text}");
-    assert_eq!(app.x.wait_for_tweets(1, WAIT).await, vec![expected_issue_tweet("first try")]);
+    assert_eq!(
+        app.x.wait_for_tweets(1, WAIT).await,
+        vec![expected_issue_tweet("first try")]
+    );
     wait_item_state(&app, &id, "sent").await;
     // A sent item is never retried.
     let (ok, text) = queue(&app, &["retry", &id]);
     assert!(!ok && text.contains("never retried"), "{text}");
 
     // The second request of the window posts; the third waits for the window and is dropped.
-    assert_eq!(app.github("issues", "q2", &issue_opened("second")).await.status(), 202);
+    assert_eq!(
+        app.github("issues", "q2", &issue_opened("second"))
+            .await
+            .status(),
+        202
+    );
     app.x.wait_for_tweets(2, WAIT).await;
-    assert_eq!(app.github("issues", "q3", &issue_opened("never")).await.status(), 202);
+    assert_eq!(
+        app.github("issues", "q3", &issue_opened("never"))
+            .await
+            .status(),
+        202
+    );
     let start = Instant::now();
     let held = loop {
         if let Some(i) = items(&app).into_iter().find(|i| i["state"] == "pending") {
@@ -181,14 +287,24 @@ async fn the_queue_cli_repairs_a_live_store() {
     let start = Instant::now();
     loop {
         let all = items(&app);
-        let of_delivery: Vec<&Value> = all.iter().filter(|i| i["delivery"] == delivery.as_str()).collect();
-        if of_delivery.len() == 1 && of_delivery[0]["state"] == "pending" && of_delivery[0]["id"] != held_id.as_str() {
+        let of_delivery: Vec<&Value> = all
+            .iter()
+            .filter(|i| i["delivery"] == delivery.as_str())
+            .collect();
+        if of_delivery.len() == 1
+            && of_delivery[0]["state"] == "pending"
+            && of_delivery[0]["id"] != held_id.as_str()
+        {
             break;
         }
         assert!(start.elapsed() < WAIT, "replay did not re-plan: {all:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(app.x.tweets().len(), 2, "the window is still spent: nothing more was posted");
+    assert_eq!(
+        app.x.tweets().len(),
+        2,
+        "the window is still spent: nothing more was posted"
+    );
     app.stop().await;
 }
 
@@ -196,17 +312,43 @@ async fn the_queue_cli_repairs_a_live_store() {
 async fn shutdown_waits_for_the_send_in_flight_and_nothing_is_posted_twice() {
     let app = TestApp::start().await;
     app.x.script(Script::Delay(Duration::from_millis(800)));
-    assert_eq!(app.github("issues", "s1", &issue_opened("in flight")).await.status(), 202);
+    assert_eq!(
+        app.github("issues", "s1", &issue_opened("in flight"))
+            .await
+            .status(),
+        202
+    );
     app.x.wait_for_requests("/2/tweets", 1, WAIT).await;
     // Stop while X has not answered yet: the send completes before the daemon returns.
     let (dir, x) = app.stop().await;
     assert_eq!(x.tweets(), vec![expected_issue_tweet("in flight")]);
     let store = dir.path().join("chirpd.db");
-    assert_eq!(crate::support::sql_count(&store, "SELECT count(*) FROM outbox WHERE state = 'sent'"), 1);
+    assert_eq!(
+        crate::support::sql_count(&store, "SELECT count(*) FROM outbox WHERE state = 'sent'"),
+        1
+    );
     // A restart finds nothing to send again.
     let app = TestApp::start_in(dir, x, "").await;
-    assert_eq!(app.github("issues", "s2", &issue_opened("next")).await.status(), 202);
-    assert_eq!(app.x.wait_for_tweets(2, WAIT).await, vec![expected_issue_tweet("in flight"), expected_issue_tweet("next")]);
-    assert_eq!(app.x.seen().iter().filter(|s| s.path == "/2/tweets").count(), 2);
+    assert_eq!(
+        app.github("issues", "s2", &issue_opened("next"))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        app.x.wait_for_tweets(2, WAIT).await,
+        vec![
+            expected_issue_tweet("in flight"),
+            expected_issue_tweet("next")
+        ]
+    );
+    assert_eq!(
+        app.x
+            .seen()
+            .iter()
+            .filter(|s| s.path == "/2/tweets")
+            .count(),
+        2
+    );
     app.stop().await;
 }

@@ -13,7 +13,10 @@ fn expect_notify(sock: &UnixDatagram, want: &str) -> String {
     let start = Instant::now();
     let mut buf = [0u8; 4096];
     loop {
-        assert!(start.elapsed() < WAIT, "no {want} notification within {WAIT:?}");
+        assert!(
+            start.elapsed() < WAIT,
+            "no {want} notification within {WAIT:?}"
+        );
         match sock.recv(&mut buf) {
             Ok(n) => {
                 let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -21,14 +24,19 @@ fn expect_notify(sock: &UnixDatagram, want: &str) -> String {
                     return msg;
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
             Err(e) => panic!("notify socket: {e}"),
         }
     }
 }
 
 fn signal(pid: u32, name: &str) {
-    let ok = Command::new("sh").args(["-c", &format!("kill -{name} {pid}")]).status().unwrap();
+    let ok = Command::new("sh")
+        .args(["-c", &format!("kill -{name} {pid}")])
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
@@ -38,11 +46,18 @@ async fn notify_ready_watchdog_reload_and_stop() {
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = dir.path().join("chirpd.toml");
-    let text = config_toml(&dir.path().join("chirpd.db"), &x.url, "")
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""));
+    let text = config_toml(&dir.path().join("chirpd.db"), &x.url, "").replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
     std::fs::write(&config, text).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_chirpd"))
         .args(["run", "--config"])
@@ -78,7 +93,11 @@ async fn notify_ready_watchdog_reload_and_stop() {
 async fn socket_activation_uses_the_passed_socket() {
     let x = FakeX::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = dir.path().join("chirpd.toml");
     // The config names a port nobody listens on: only the passed socket can answer.
     let text = config_toml(&dir.path().join("chirpd.db"), &x.url, "")
@@ -98,7 +117,10 @@ async fn socket_activation_uses_the_passed_socket() {
     let http = reqwest::Client::new();
     let start = Instant::now();
     loop {
-        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/healthz")).send().await
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
             && r.status() == 200
         {
             break;

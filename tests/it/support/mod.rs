@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chirpd::app::Control;
 use chirpd::config::{self, ProcessEnv};
 use hmac::{Hmac, KeyInit, Mac};
-use chirpd::app::Control;
 
 use crate::support::fake_x::FakeX;
 
