@@ -22,7 +22,6 @@ use crate::fanout;
 use crate::health::Health;
 use crate::ingress::{self, AppState};
 use crate::outbox::Store;
-use crate::sink::x::XClient;
 use crate::systemd;
 use crate::telemetry;
 
@@ -215,7 +214,9 @@ impl Team {
         let tracker = TaskTracker::new();
         for d in config.destinations.values() {
             let worker = Worker {
-                client: XClient::new(self.http.clone(), &d.api_base, d.credentials.clone()),
+                client: dispatch::Client::for_destination(&self.http, d),
+                http: self.http.clone(),
+                templates: config.pipeline.templates.clone(),
                 destination: d.clone(),
                 store: self.store.clone(),
                 settings: config.dispatch.clone(),

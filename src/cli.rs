@@ -328,7 +328,7 @@ fn check(flag: Option<&Path>) -> anyhow::Result<()> {
         let single = plan::Pipeline {
             routes: vec![route.clone()],
             templates: config.pipeline.templates.clone(),
-            limits: config.pipeline.limits.clone(),
+            targets: config.pipeline.targets.clone(),
         };
         for sample in &samples {
             let payload: serde_json::Value = serde_json::from_str(sample.body)

@@ -108,13 +108,13 @@ async fn plan_one(
         .into_iter()
         .map(|p| NewItem {
             route: p.route,
-            kind: cfg
-                .destinations
-                .get(&p.destination)
-                .map_or("tweet", |d| d.kind.name()),
+            kind: p.kind,
             destination: p.destination,
+            recipient: p.recipient,
             text: p.text,
             length: p.length,
+            event_kind: plan.event.kind.map(|k| k.as_str()),
+            project: plan.event.project.clone(),
         })
         .collect();
     tracing::debug!(delivery = %d.id, native = %plan.event.native, posts = items.len(), "Delivery planned.");

@@ -12,12 +12,35 @@ use crate::render::fit::{self, Limit};
 use crate::render::{RenderError, Templates, context};
 use crate::route::Route;
 
-/// Routes and templates of one config, and each destination's length rule.
+/// Routes and templates of one config, and what planning needs of each destination.
 #[derive(Debug, Clone, Default)]
 pub struct Pipeline {
     pub routes: Vec<Route>,
     pub templates: Templates,
-    pub limits: BTreeMap<String, Limit>,
+    pub targets: BTreeMap<String, Target>,
+}
+
+/// What planning needs to know of a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The outbox item kind: tweet, dm or mastodon.
+    pub kind: &'static str,
+    pub limit: Limit,
+    /// DM recipients: one item each. Empty for posts.
+    pub recipients: Vec<String>,
+    /// `url_policy = "never"`: links are removed before the fit.
+    pub strip_urls: bool,
+}
+
+impl Default for Target {
+    fn default() -> Self {
+        Target {
+            kind: "tweet",
+            limit: Limit::Tweet,
+            recipients: Vec::new(),
+            strip_urls: false,
+        }
+    }
 }
 
 /// One post the delivery should become.
@@ -25,6 +48,9 @@ pub struct Pipeline {
 pub struct Planned {
     pub route: usize,
     pub destination: String,
+    /// The DM recipient, or empty for a post.
+    pub recipient: String,
+    pub kind: &'static str,
     pub limit: Limit,
     pub text: String,
     pub length: usize,
@@ -75,20 +101,37 @@ pub fn plan(
             continue;
         }
         for destination in &route.to {
-            let limit = pipeline
-                .limits
+            let target = pipeline
+                .targets
                 .get(destination)
-                .copied()
-                .unwrap_or(Limit::Tweet);
-            let fitted = fit::fit(&text, limit);
-            posts.push(Planned {
-                route: route.index,
-                destination: destination.clone(),
-                limit,
-                text: fitted.text,
-                length: fitted.length,
-                shortened: fitted.shortened,
-            });
+                .cloned()
+                .unwrap_or_default();
+            let text = if target.strip_urls {
+                fit::strip_urls(&text)
+            } else {
+                text.clone()
+            };
+            if text.is_empty() {
+                continue;
+            }
+            let fitted = fit::fit(&text, target.limit);
+            let recipients = if target.recipients.is_empty() {
+                vec![String::new()]
+            } else {
+                target.recipients.clone()
+            };
+            for recipient in recipients {
+                posts.push(Planned {
+                    route: route.index,
+                    destination: destination.clone(),
+                    recipient,
+                    kind: target.kind,
+                    limit: target.limit,
+                    text: fitted.text.clone(),
+                    length: fitted.length,
+                    shortened: fitted.shortened,
+                });
+            }
         }
     }
     Plan {

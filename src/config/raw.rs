@@ -111,19 +111,42 @@ pub struct RawSource {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDestination {
+    /// x (tweets), x_dm (direct messages) or mastodon.
     pub kind: String,
     #[serde(default = "default_api_base")]
     pub api_base: String,
+    /// X: oauth1 (four static credentials) or oauth2 (user tokens from `chirpd auth x`).
+    pub auth: Option<String>,
     pub consumer_key: Option<String>,
     pub consumer_secret: Option<String>,
     pub access_token: Option<String>,
     pub access_token_secret: Option<String>,
+    /// OAuth 2.0 client id and, for confidential clients, secret.
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    /// x_dm: recipients as `@username` or numeric user ids.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// mastodon: the instance's base URL and an access token with write:statuses.
+    pub instance: Option<String>,
+    pub token: Option<String>,
+    /// mastodon: private (followers only, the default), direct, unlisted or public.
+    pub visibility: Option<String>,
     #[serde(default = "default_true")]
     pub require_protected: bool,
     #[serde(default)]
     pub limits: Vec<String>,
     #[serde(default = "default_overflow")]
     pub overflow: String,
+    /// overflow = "digest": the digest's template, and how long the last slot of a window waits.
+    pub digest_template: Option<String>,
+    pub digest_delay: Option<String>,
+    /// A monthly budget in US dollars, and the prices per post with and without a link.
+    pub budget: Option<f64>,
+    pub price_post: Option<f64>,
+    pub price_post_with_url: Option<f64>,
+    /// keep | drop_over_budget | never
+    pub url_policy: Option<String>,
     #[serde(default)]
     pub dry_run: bool,
 }

@@ -62,9 +62,14 @@ pub struct StoredDelivery {
 pub struct NewItem {
     pub route: usize,
     pub destination: String,
+    /// The DM recipient, or empty.
+    pub recipient: String,
     pub kind: &'static str,
     pub text: String,
     pub length: usize,
+    /// The event's kind and project, for digests.
+    pub event_kind: Option<&'static str>,
+    pub project: Option<String>,
 }
 
 /// The life of an outbox item: pending → sending → sent | retry | dead.
@@ -78,6 +83,8 @@ pub enum ItemState {
     Sent,
     /// Given up on, with the reason in `last_error`.
     Dead,
+    /// Carried by a digest (`folded_into`), not posted on its own.
+    Folded,
 }
 
 impl ItemState {
@@ -88,6 +95,7 @@ impl ItemState {
             ItemState::Retry => "retry",
             ItemState::Sent => "sent",
             ItemState::Dead => "dead",
+            ItemState::Folded => "folded",
         }
     }
 
@@ -98,6 +106,7 @@ impl ItemState {
             ItemState::Retry,
             ItemState::Sent,
             ItemState::Dead,
+            ItemState::Folded,
         ]
         .into_iter()
         .find(|st| st.as_str() == s)
@@ -108,9 +117,11 @@ impl ItemState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
     pub id: String,
-    pub delivery_id: String,
-    pub route: usize,
+    /// None for a digest, which carries several deliveries' items.
+    pub delivery_id: Option<String>,
+    pub route: i64,
     pub destination: String,
+    pub recipient: String,
     pub kind: String,
     pub text: String,
     pub length: usize,
@@ -122,14 +133,19 @@ pub struct Item {
     pub sent_at: Option<UnixMillis>,
     pub remote_id: Option<String>,
     pub last_error: Option<String>,
+    pub event_kind: Option<String>,
+    pub project: Option<String>,
+    pub folded_into: Option<String>,
 }
 
 /// How an attempt on a `sending` item ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finish {
+    /// Posted; `cost_micros` goes to the spend ledger.
     Sent {
         remote_id: Option<String>,
         note: Option<String>,
+        cost_micros: i64,
     },
     /// A failed attempt: try again at `at`.
     Retry {
@@ -316,6 +332,126 @@ impl Store {
             .await
     }
 
+    /// The due items of a destination, oldest first: the candidates for a digest.
+    pub async fn due(
+        &self,
+        destination: &str,
+        now: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let destination = destination.to_string();
+        self.writer
+            .call(move |c| sqlite::due(c, &destination, now, limit))
+            .await
+    }
+
+    /// Folds `items` into a new digest item with `text`, in one transaction; returns the digest's id.
+    pub async fn fold(
+        &self,
+        destination: &str,
+        items: Vec<String>,
+        text: String,
+        length: usize,
+        now: UnixMillis,
+    ) -> Result<String, StoreError> {
+        let (destination, id) = (destination.to_string(), new_id());
+        self.writer
+            .call(move |c| {
+                sqlite::fold(c, &destination, &id, &items, &text, length, now).map(|()| id)
+            })
+            .await
+    }
+
+    /// Marks items dead with a reason (overflow = "drop").
+    pub async fn drop_items(
+        &self,
+        items: Vec<String>,
+        reason: &str,
+        now: UnixMillis,
+    ) -> Result<usize, StoreError> {
+        let reason = reason.to_string();
+        self.writer
+            .call(move |c| sqlite::drop_items(c, &items, &reason, now))
+            .await
+    }
+
+    /// Replaces an item's text before its request (a link removed to stay within budget).
+    pub async fn set_text(&self, id: &str, text: String, length: usize) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.writer
+            .call(move |c| sqlite::set_text(c, &id, &text, length))
+            .await
+    }
+
+    /// Money spent on `destination` since `since`, in micro-dollars.
+    pub async fn spent_since(
+        &self,
+        destination: &str,
+        since: UnixMillis,
+    ) -> Result<i64, StoreError> {
+        let destination = destination.to_string();
+        self.writer
+            .call(move |c| sqlite::spent_since(c, &destination, since))
+            .await
+    }
+
+    /// A DM recipient's user id, if resolved before.
+    pub async fn user_id(&self, username: &str) -> Result<Option<String>, StoreError> {
+        let username = username.to_ascii_lowercase();
+        self.writer
+            .call(move |c| sqlite::user_id(c, &username))
+            .await
+    }
+
+    pub async fn set_user_id(
+        &self,
+        username: &str,
+        user_id: &str,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let (username, user_id) = (username.to_ascii_lowercase(), user_id.to_string());
+        self.writer
+            .call(move |c| sqlite::set_user_id(c, &username, &user_id, now))
+            .await
+    }
+
+    /// The OAuth 2.0 tokens of a destination: access token, refresh token, expiry.
+    pub async fn tokens(
+        &self,
+        destination: &str,
+    ) -> Result<Option<(Secret, Option<Secret>, UnixMillis)>, StoreError> {
+        let destination = destination.to_string();
+        let found = self
+            .writer
+            .call(move |c| sqlite::tokens(c, &destination))
+            .await?;
+        Ok(found.map(|(a, r, e)| (Secret::new(a), r.map(Secret::new), e)))
+    }
+
+    /// Stores a destination's new OAuth 2.0 tokens; committed before the caller uses them.
+    pub async fn set_tokens(
+        &self,
+        destination: &str,
+        access: Secret,
+        refresh: Option<Secret>,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let destination = destination.to_string();
+        self.writer
+            .call(move |c| {
+                sqlite::set_tokens(
+                    c,
+                    &destination,
+                    access.expose(),
+                    refresh.as_ref().map(Secret::expose),
+                    expires_at,
+                    now,
+                )
+            })
+            .await
+    }
+
     /// Outbox items per state.
     pub async fn counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         self.writer.call(sqlite::counts).await
@@ -372,9 +508,12 @@ mod tests {
         NewItem {
             route: 0,
             destination: dest.into(),
+            recipient: String::new(),
             kind: "tweet",
             text: "hello".into(),
             length: 5,
+            event_kind: Some("task.created"),
+            project: Some("acme".into()),
         }
     }
 
@@ -457,6 +596,7 @@ mod tests {
                 Finish::Sent {
                     remote_id: Some("99".into()),
                     note: None,
+                    cost_micros: 15_000,
                 },
                 21,
             )
@@ -475,6 +615,86 @@ mod tests {
             Err(StoreError::NotFound(_))
         ));
         assert_eq!(store.ledger("team", 0).await.unwrap(), (2, Some(10)));
+        assert_eq!(store.spent_since("team", 0).await.unwrap(), 15_000);
+        assert_eq!(store.spent_since("team", 22).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn folding_replaces_items_with_one_digest_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let d = store
+                .record_delivery(delivery(&format!("k{i}"), b"{}"))
+                .await;
+            let d = match d {
+                Ok(d) if !d.duplicate => d,
+                _ => {
+                    let mut nd = delivery(&format!("k{i}"), b"{}");
+                    nd.body_sha256 = None;
+                    store.record_delivery(nd).await.unwrap()
+                }
+            };
+            store
+                .save_plan(d.id, "n".into(), None, vec![item("team")], None, 1)
+                .await
+                .unwrap();
+        }
+        for it in store.due("team", 1, 10).await.unwrap() {
+            ids.push(it.id);
+        }
+        assert_eq!(ids.len(), 3);
+        let digest = store
+            .fold("team", ids.clone(), "3 updates".into(), 9, 2)
+            .await
+            .unwrap();
+        let due = store.due("team", 2, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(
+            (due[0].id.as_str(), due[0].kind.as_str()),
+            (digest.as_str(), "digest")
+        );
+        let folded = store.item(&ids[0]).await.unwrap().unwrap();
+        assert_eq!(
+            (folded.state, folded.folded_into.as_deref()),
+            (ItemState::Folded, Some(digest.as_str()))
+        );
+        // Folding an item that is no longer queued fails and changes nothing.
+        assert!(
+            store
+                .fold("team", vec![ids[0].clone()], "x".into(), 1, 3)
+                .await
+                .is_err()
+        );
+        assert_eq!(store.due("team", 3, 10).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn tokens_and_user_ids_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        assert!(store.tokens("team").await.unwrap().is_none());
+        store
+            .set_tokens(
+                "team",
+                Secret::new("a1".into()),
+                Some(Secret::new("r1".into())),
+                100,
+                1,
+            )
+            .await
+            .unwrap();
+        let (a, r, e) = store.tokens("team").await.unwrap().unwrap();
+        assert_eq!(
+            (a.expose(), r.unwrap().expose().to_string(), e),
+            ("a1", "r1".to_string(), 100)
+        );
+        store.set_user_id("@Alice", "42", 1).await.unwrap();
+        assert_eq!(
+            store.user_id("@alice").await.unwrap().as_deref(),
+            Some("42")
+        );
     }
 
     #[tokio::test]

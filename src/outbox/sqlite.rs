@@ -33,6 +33,7 @@ pub struct Writer {
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_learned_secrets.sql"),
+    include_str!("migrations/0003_budget_dm_oauth.sql"),
 ];
 
 impl Writer {
@@ -228,19 +229,22 @@ pub fn save_plan(
 ) -> Result<(), StoreError> {
     for (id, item) in items {
         conn.execute(
-            "INSERT INTO outbox (id, delivery_id, route, destination, kind, text, length, state,
-                                 attempts, next_attempt_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', 0, ?8, ?8, ?8)
-             ON CONFLICT (delivery_id, route, destination) DO NOTHING",
+            "INSERT INTO outbox (id, delivery_id, route, destination, recipient, kind, text, length, state,
+                                 attempts, next_attempt_at, created_at, updated_at, event_kind, project)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', 0, ?9, ?9, ?9, ?10, ?11)
+             ON CONFLICT (delivery_id, route, destination, recipient) DO NOTHING",
             params![
                 id,
                 delivery_id,
                 item.route as i64,
                 item.destination,
+                item.recipient,
                 item.kind,
                 item.text,
                 item.length as i64,
-                now
+                now,
+                item.event_kind,
+                item.project
             ],
         )
         .map_err(unavailable)?;
@@ -260,14 +264,15 @@ pub fn save_plan(
 
 const ITEM_COLUMNS: &str =
     "id, delivery_id, route, destination, kind, text, length, state, attempts,
-    next_attempt_at, created_at, updated_at, sent_at, remote_id, last_error";
+    next_attempt_at, created_at, updated_at, sent_at, remote_id, last_error, recipient, event_kind, project,
+    folded_into";
 
 fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
     let state: String = r.get(7)?;
     Ok(Item {
         id: r.get(0)?,
         delivery_id: r.get(1)?,
-        route: r.get::<_, i64>(2)? as usize,
+        route: r.get(2)?,
         destination: r.get(3)?,
         kind: r.get(4)?,
         text: r.get(5)?,
@@ -280,6 +285,10 @@ fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
         sent_at: r.get(12)?,
         remote_id: r.get(13)?,
         last_error: r.get(14)?,
+        recipient: r.get(15)?,
+        event_kind: r.get(16)?,
+        project: r.get(17)?,
+        folded_into: r.get(18)?,
     })
 }
 
@@ -325,11 +334,20 @@ pub fn finish(
     now: UnixMillis,
 ) -> Result<(), StoreError> {
     let changed = match how {
-        Finish::Sent { remote_id, note } => conn.execute(
+        Finish::Sent { remote_id, note, cost_micros } => {
+            if *cost_micros > 0 {
+                conn.execute(
+                    "INSERT INTO spend (destination, at, amount_micros) SELECT destination, ?2, ?3 FROM outbox WHERE id = ?1",
+                    params![id, now, cost_micros],
+                )
+                .map_err(unavailable)?;
+            }
+            conn.execute(
             "UPDATE outbox SET state = 'sent', sent_at = ?2, updated_at = ?2, remote_id = ?3, last_error = ?4
              WHERE id = ?1 AND state = 'sending'",
             params![id, now, remote_id, note],
-        ),
+            )
+        }
         Finish::Retry { at, error } => conn.execute(
             "UPDATE outbox SET state = 'retry', next_attempt_at = ?2, updated_at = ?3, last_error = ?4
              WHERE id = ?1 AND state = 'sending'",
@@ -531,4 +549,153 @@ pub fn replay_delivery(conn: &Connection, id: &str) -> Result<usize, StoreError>
         return Err(StoreError::NotFound(format!("delivery {id}")));
     }
     Ok(removed)
+}
+
+pub fn due(
+    conn: &Connection,
+    destination: &str,
+    now: UnixMillis,
+    limit: usize,
+) -> Result<Vec<Item>, StoreError> {
+    let sql = format!(
+        "SELECT {ITEM_COLUMNS} FROM outbox WHERE destination = ?1 AND state IN ('pending', 'retry')
+         AND next_attempt_at <= ?2 ORDER BY created_at, id LIMIT ?3"
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(unavailable)?;
+    let rows = stmt
+        .query_map(params![destination, now, limit as i64], item_from_row)
+        .map_err(unavailable)?;
+    rows.collect::<Result<_, _>>().map_err(unavailable)
+}
+
+pub fn fold(
+    conn: &Connection,
+    destination: &str,
+    digest_id: &str,
+    items: &[String],
+    text: &str,
+    length: usize,
+    now: UnixMillis,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO outbox (id, delivery_id, route, destination, recipient, kind, text, length, state,
+                             attempts, next_attempt_at, created_at, updated_at)
+         VALUES (?1, NULL, -1, ?2, '', 'digest', ?3, ?4, 'pending', 0, ?5, ?5, ?5)",
+        params![digest_id, destination, text, length as i64, now],
+    )
+    .map_err(unavailable)?;
+    for id in items {
+        let changed = conn
+            .execute(
+                "UPDATE outbox SET state = 'folded', folded_into = ?2, updated_at = ?3
+                 WHERE id = ?1 AND destination = ?4 AND state IN ('pending', 'retry')",
+                params![id, digest_id, now, destination],
+            )
+            .map_err(unavailable)?;
+        if changed == 0 {
+            // The savepoint rolls the digest back with it.
+            return Err(StoreError::NotFound(format!(
+                "queued outbox item {id} to fold"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn drop_items(
+    conn: &Connection,
+    items: &[String],
+    reason: &str,
+    now: UnixMillis,
+) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for id in items {
+        n += conn
+            .execute(
+                "UPDATE outbox SET state = 'dead', last_error = ?2, updated_at = ?3
+                 WHERE id = ?1 AND state IN ('pending', 'retry')",
+                params![id, reason, now],
+            )
+            .map_err(unavailable)?;
+    }
+    Ok(n)
+}
+
+pub fn set_text(conn: &Connection, id: &str, text: &str, length: usize) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE outbox SET text = ?2, length = ?3 WHERE id = ?1",
+        params![id, text, length as i64],
+    )
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+pub fn spent_since(
+    conn: &Connection,
+    destination: &str,
+    since: UnixMillis,
+) -> Result<i64, StoreError> {
+    conn.query_row(
+        "SELECT coalesce(sum(amount_micros), 0) FROM spend WHERE destination = ?1 AND at >= ?2",
+        params![destination, since],
+        |r| r.get(0),
+    )
+    .map_err(unavailable)
+}
+
+pub fn user_id(conn: &Connection, username: &str) -> Result<Option<String>, StoreError> {
+    conn.query_row(
+        "SELECT user_id FROM user_ids WHERE username = ?1",
+        [username.trim_start_matches('@')],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(unavailable)
+}
+
+pub fn set_user_id(
+    conn: &Connection,
+    username: &str,
+    user_id: &str,
+    now: UnixMillis,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO user_ids (username, user_id, resolved_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (username) DO UPDATE SET user_id = excluded.user_id, resolved_at = excluded.resolved_at",
+        params![username.trim_start_matches('@'), user_id, now],
+    )
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+type TokenRow = (String, Option<String>, UnixMillis);
+
+pub fn tokens(conn: &Connection, destination: &str) -> Result<Option<TokenRow>, StoreError> {
+    conn.query_row(
+        "SELECT access_token, refresh_token, expires_at FROM oauth_tokens WHERE destination = ?1",
+        [destination],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()
+    .map_err(unavailable)
+}
+
+pub fn set_tokens(
+    conn: &Connection,
+    destination: &str,
+    access: &str,
+    refresh: Option<&str>,
+    expires_at: UnixMillis,
+    now: UnixMillis,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO oauth_tokens (destination, access_token, refresh_token, expires_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (destination) DO UPDATE SET access_token = excluded.access_token,
+             refresh_token = excluded.refresh_token, expires_at = excluded.expires_at,
+             updated_at = excluded.updated_at",
+        params![destination, access, refresh, expires_at, now],
+    )
+    .map_err(unavailable)?;
+    Ok(())
 }

@@ -16,6 +16,8 @@ pub enum Limit {
     Tweet,
     /// X direct messages: at most 10,000 characters.
     Dm,
+    /// Mastodon statuses: at most 500 characters, each http(s) link counting 23.
+    Mastodon,
 }
 
 impl Limit {
@@ -23,6 +25,7 @@ impl Limit {
         match self {
             Limit::Tweet => 280,
             Limit::Dm => 10_000,
+            Limit::Mastodon => 500,
         }
     }
 
@@ -31,6 +34,7 @@ impl Limit {
         match self {
             Limit::Tweet => weighted_length(text),
             Limit::Dm => text.chars().count(),
+            Limit::Mastodon => mastodon_length(text),
         }
     }
 }
@@ -48,6 +52,37 @@ pub struct Fitted {
 pub fn weighted_length(text: &str) -> usize {
     let parsed = twitter_text::parse(text, &Configuration::default(), true);
     usize::try_from(parsed.weighted_length).unwrap_or(0)
+}
+
+/// Mastodon's count: characters, with every http(s) link counting 23 whatever its length.
+pub fn mastodon_length(text: &str) -> usize {
+    let links = Extractor::new().extract_urls(text);
+    let mut n = text.chars().count();
+    for url in links
+        .iter()
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+    {
+        n = n - url.chars().count() + 23;
+    }
+    n
+}
+
+/// Removes links from a text (for `url_policy`), keeping the words around them.
+pub fn strip_urls(text: &str) -> String {
+    let links = Extractor::new().extract_urls(text);
+    let mut out = text.to_string();
+    for url in &links {
+        out = out.replacen(url.as_str(), "", 1);
+    }
+    out.split(' ')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether a text contains a link, which X bills at the higher price.
+pub fn has_url(text: &str) -> bool {
+    !Extractor::new().extract_urls(text).is_empty()
 }
 
 const ELLIPSIS: &str = "…";
@@ -288,6 +323,26 @@ mod tests {
         let f = fit("cafe\u{301}", Limit::Tweet);
         assert_eq!(f.text, "café");
         assert_eq!(f.length, 4);
+    }
+
+    #[test]
+    fn mastodon_counts_links_as_23() {
+        let text = format!("{} https://example.com/{}", "a".repeat(10), "p".repeat(100));
+        assert_eq!(Limit::Mastodon.measure(&text), 10 + 1 + 23);
+        let long = format!("{} https://example.com/x", "word ".repeat(200));
+        let f = fit(&long, Limit::Mastodon);
+        assert!(f.length <= 500);
+        assert!(f.text.ends_with("… https://example.com/x"), "{}", f.text);
+    }
+
+    #[test]
+    fn links_can_be_stripped_and_detected() {
+        assert!(has_url("see https://github.com/x now"));
+        assert!(!has_url("no links here"));
+        assert_eq!(
+            strip_urls("acme: opened #1 Fix https://github.com/a/b/issues/1"),
+            "acme: opened #1 Fix"
+        );
     }
 
     #[test]

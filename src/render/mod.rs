@@ -6,6 +6,7 @@
 //! and no filesystem access. Errors carry the file and line of the template's origin.
 //! This module must not do I/O, read the clock or see secrets: only `event` and `payload` are in scope.
 
+pub mod digest;
 pub mod fit;
 
 use std::collections::BTreeMap;

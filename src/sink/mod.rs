@@ -4,25 +4,91 @@
 //! retries by itself (the dispatcher owns retries, backoff and the rate-limit gate). Only the dispatcher
 //! calls a sink.
 
+pub mod mastodon;
 pub mod oauth1;
+pub mod oauth2;
 pub mod x;
 
 use crate::clock::UnixMillis;
+use crate::config::secret::Secret;
 use crate::ratelimit::{Window, XLimits};
+use crate::render::fit::Limit;
 
 /// What kind of post a destination receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DestinationKind {
     /// A status post (tweet) from the team account.
     XTweet,
+    /// Direct messages to team members.
+    XDm,
+    /// A status on a Mastodon instance.
+    Mastodon,
 }
 
 impl DestinationKind {
+    /// The outbox item kind this destination's posts carry.
     pub fn name(self) -> &'static str {
         match self {
             DestinationKind::XTweet => "tweet",
+            DestinationKind::XDm => "dm",
+            DestinationKind::Mastodon => "mastodon",
         }
     }
+
+    /// The length rule of this destination's posts.
+    pub fn limit(self) -> Limit {
+        match self {
+            DestinationKind::XTweet => Limit::Tweet,
+            DestinationKind::XDm => Limit::Dm,
+            DestinationKind::Mastodon => Limit::Mastodon,
+        }
+    }
+}
+
+/// How a destination authenticates its requests.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// X, OAuth 1.0a user context: four static credentials.
+    OAuth1(oauth1::Credentials),
+    /// X, OAuth 2.0 user tokens from `chirpd auth x`, kept and rotated in the store.
+    OAuth2(oauth2::Client),
+    /// Mastodon: an access token.
+    Bearer(Secret),
+    /// A dry-run destination never makes a request.
+    None,
+}
+
+/// When more is queued than the limits allow before the next window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overflow {
+    /// Wait for the window.
+    Queue,
+    /// Fold the backlog into digest posts through the named template; a destination's last slot in a
+    /// window waits `delay` after its oldest item so that it can carry everything that came meanwhile.
+    Digest {
+        template: String,
+        delay: std::time::Duration,
+    },
+    /// Drop the oldest items beyond the capacity, and count them.
+    Drop,
+}
+
+/// Links in a post cost far more on X than plain text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlPolicy {
+    Keep,
+    /// Remove links only from a post that would otherwise exceed the budget.
+    DropOverBudget,
+    /// Never post links.
+    Never,
+}
+
+/// A monthly budget and per-post prices, in micro-dollars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub monthly_micros: i64,
+    pub post_micros: i64,
+    pub post_with_url_micros: i64,
 }
 
 /// A validated destination from the config.
@@ -30,13 +96,20 @@ impl DestinationKind {
 pub struct Destination {
     pub id: String,
     pub kind: DestinationKind,
-    /// Base URL of the X API, without a trailing slash.
+    /// Base URL of the API (X, or the Mastodon instance), without a trailing slash.
     pub api_base: String,
-    pub credentials: oauth1::Credentials,
+    pub auth: Auth,
+    /// DM recipients: `@username` or numeric user ids.
+    pub recipients: Vec<String>,
+    /// Mastodon visibility: private, direct, unlisted or public.
+    pub visibility: String,
     /// Hold tweets while the account is public.
     pub require_protected: bool,
-    /// The admin's own quota windows, on top of what X's headers say.
+    /// The admin's own quota windows, on top of what the API's headers say.
     pub limits: Vec<Window>,
+    pub overflow: Overflow,
+    pub budget: Option<Budget>,
+    pub url_policy: UrlPolicy,
     /// Log and record posts instead of sending them.
     pub dry_run: bool,
 }

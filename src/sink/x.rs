@@ -1,5 +1,6 @@
-//! The X API v2 client for tweets: `POST {api_base}/2/tweets` signed with OAuth 1.0a, and the account
-//! lookup `GET /2/users/me?user.fields=protected` used by the protected-account guard.
+//! The X API v2 client: `POST /2/tweets`, `POST /2/dm_conversations/with/:id/messages`, the user lookups
+//! `GET /2/users/by/username/:name` (DM recipients) and `GET /2/users/me?user.fields=protected` (the
+//! protected-account guard), authorized with OAuth 1.0a or an OAuth 2.0 user token.
 //!
 //! Classification of X's answers follows SPEC §6: 2xx sent; 403 "duplicate content" already posted;
 //! 429 rate-limited until the largest reset; 401, 402 and 403 access-level (code 453) or client-forbidden
@@ -15,32 +16,80 @@ use crate::ratelimit;
 use crate::sink::oauth1::{self, Credentials};
 use crate::sink::{Answer, Outcome};
 
-/// A client for one destination's account.
+/// How one request to X is authorized.
+#[derive(Debug, Clone, Copy)]
+pub enum RequestAuth<'a> {
+    OAuth1(&'a Credentials),
+    /// An OAuth 2.0 user access token.
+    Bearer(&'a str),
+}
+
+/// A client for X's API v2 endpoints chirpd uses.
 #[derive(Debug, Clone)]
 pub struct XClient {
     http: reqwest::Client,
     api_base: String,
-    creds: Credentials,
 }
 
 impl XClient {
-    pub fn new(http: reqwest::Client, api_base: &str, creds: Credentials) -> XClient {
+    pub fn new(http: reqwest::Client, api_base: &str) -> XClient {
         XClient {
             http,
             api_base: api_base.trim_end_matches('/').to_string(),
-            creds,
         }
     }
 
     /// Posts a tweet and classifies X's answer.
-    pub async fn post_tweet(&self, text: &str, timeout: Duration) -> Answer {
+    pub async fn post_tweet(&self, text: &str, auth: RequestAuth<'_>, timeout: Duration) -> Answer {
         let url = format!("{}/2/tweets", self.api_base);
-        let auth = self.authorization("POST", &url, &[]);
+        self.post_json(
+            &url,
+            &serde_json::json!({ "text": text }),
+            auth,
+            timeout,
+            classify,
+        )
+        .await
+    }
+
+    /// Sends a direct message to one user id and classifies X's answer.
+    pub async fn post_dm(
+        &self,
+        user_id: &str,
+        text: &str,
+        auth: RequestAuth<'_>,
+        timeout: Duration,
+    ) -> Answer {
+        let url = format!(
+            "{}/2/dm_conversations/with/{user_id}/messages",
+            self.api_base
+        );
+        self.post_json(
+            &url,
+            &serde_json::json!({ "text": text }),
+            auth,
+            timeout,
+            classify_dm,
+        )
+        .await
+    }
+
+    async fn post_json(
+        &self,
+        url: &str,
+        body: &Value,
+        auth: RequestAuth<'_>,
+        timeout: Duration,
+        classify: fn(u16, &HeaderMap, &[u8]) -> Answer,
+    ) -> Answer {
         let sent = self
             .http
-            .post(&url)
-            .header(http::header::AUTHORIZATION, auth)
-            .json(&serde_json::json!({ "text": text }))
+            .post(url)
+            .header(
+                http::header::AUTHORIZATION,
+                self.authorization(auth, "POST", url, &[]),
+            )
+            .json(body)
             .timeout(timeout)
             .send()
             .await;
@@ -62,39 +111,122 @@ impl XClient {
         classify(status, &headers, &body)
     }
 
+    /// Looks up a user id by `@username` (without the @). `Ok(None)`: no such user.
+    pub async fn user_id(
+        &self,
+        username: &str,
+        auth: RequestAuth<'_>,
+        timeout: Duration,
+    ) -> Result<Option<String>, String> {
+        let url = format!("{}/2/users/by/username/{username}", self.api_base);
+        let body = self.get_json(&url, &[], auth, timeout).await?;
+        Ok(body
+            .pointer("/data/id")
+            .and_then(Value::as_str)
+            .map(str::to_string))
+    }
+
     /// Asks X whether the account is protected.
-    pub async fn is_protected(&self, timeout: Duration) -> Result<bool, String> {
-        let base = format!("{}/2/users/me", self.api_base);
-        let auth = self.authorization("GET", &base, &[("user.fields", "protected")]);
-        let response = self
-            .http
-            .get(format!("{base}?user.fields=protected"))
-            .header(http::header::AUTHORIZATION, auth)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| format!("GET /2/users/me failed: {}", describe_transport(&e)))?;
-        let status = response.status();
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| format!("GET /2/users/me answered unreadable JSON: {e}"))?;
-        if !status.is_success() {
-            return Err(format!(
-                "GET /2/users/me answered {}: {}",
-                status.as_u16(),
-                reason_of(&body)
-            ));
-        }
+    pub async fn is_protected(
+        &self,
+        auth: RequestAuth<'_>,
+        timeout: Duration,
+    ) -> Result<bool, String> {
+        let url = format!("{}/2/users/me", self.api_base);
+        let body = self
+            .get_json(&url, &[("user.fields", "protected")], auth, timeout)
+            .await?;
         body.pointer("/data/protected")
             .and_then(Value::as_bool)
             .ok_or_else(|| "GET /2/users/me answered without data.protected".to_string())
     }
 
-    fn authorization(&self, method: &str, url: &str, params: &[(&str, &str)]) -> String {
-        let now_secs = u64::try_from(clock::now_ms() / 1000).unwrap_or(1);
-        oauth1::authorization(&self.creds, method, url, params, &oauth1::nonce(), now_secs)
+    async fn get_json(
+        &self,
+        url: &str,
+        query: &[(&str, &str)],
+        auth: RequestAuth<'_>,
+        timeout: Duration,
+    ) -> Result<Value, String> {
+        let full = if query.is_empty() {
+            url.to_string()
+        } else {
+            format!("{url}?{}", crate::sink::oauth2::form_encode(query))
+        };
+        let response = self
+            .http
+            .get(&full)
+            .header(
+                http::header::AUTHORIZATION,
+                self.authorization(auth, "GET", url, query),
+            )
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| format!("GET {} failed: {}", path_of(url), describe_transport(&e)))?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| format!("GET {} answered unreadable JSON: {e}", path_of(url)))?;
+        if status.as_u16() == 404 && body.get("errors").is_some() {
+            return Ok(Value::Null);
+        }
+        if !status.is_success() {
+            return Err(format!(
+                "GET {} answered {}: {}",
+                path_of(url),
+                status.as_u16(),
+                reason_of(&body)
+            ));
+        }
+        // X answers 200 with `errors` and no `data` for an unknown username.
+        Ok(body)
     }
+
+    fn authorization(
+        &self,
+        auth: RequestAuth<'_>,
+        method: &str,
+        url: &str,
+        params: &[(&str, &str)],
+    ) -> String {
+        match auth {
+            RequestAuth::OAuth1(creds) => {
+                let now_secs = u64::try_from(clock::now_ms() / 1000).unwrap_or(1);
+                oauth1::authorization(creds, method, url, params, &oauth1::nonce(), now_secs)
+            }
+            RequestAuth::Bearer(token) => format!("Bearer {token}"),
+        }
+    }
+}
+
+fn path_of(url: &str) -> &str {
+    url.find("/2/").map_or(url, |i| &url[i..])
+}
+
+/// Classifies an answer of `POST /2/dm_conversations/with/:id/messages`: a recipient who refuses DMs
+/// fails that item only; an app without DM permission (code 93) pauses the destination.
+pub fn classify_dm(status: u16, headers: &HeaderMap, body: &[u8]) -> Answer {
+    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if status == 403 && has_code(&json, 93) {
+        return Answer {
+            outcome: Outcome::Pause {
+                reason: format!("X answered 403: {}", reason_of(&json)),
+            },
+            limits: ratelimit::read_x_headers(headers, false),
+        };
+    }
+    let mut answer = classify(status, headers, body);
+    if let Outcome::Sent { remote_id: None } = answer.outcome {
+        answer.outcome = Outcome::Sent {
+            remote_id: json
+                .pointer("/data/dm_event_id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        };
+    }
+    answer
 }
 
 /// Classifies an answer of `POST /2/tweets`.
@@ -241,6 +373,27 @@ mod tests {
             classify_json(403, r#"{"detail":"nope"}"#),
             Outcome::Dead { .. }
         ));
+    }
+
+    #[test]
+    fn dm_refusals_fail_the_recipient_and_missing_permission_pauses() {
+        let refused = br#"{"detail":"You cannot send messages to this user.","type":"about:blank","title":"Forbidden","status":403}"#;
+        assert!(matches!(
+            classify_dm(403, &HeaderMap::new(), refused).outcome,
+            Outcome::Dead { .. }
+        ));
+        let no_permission = br#"{"errors":[{"code":93,"message":"This application is not allowed to access or delete your direct messages."}]}"#;
+        assert!(matches!(
+            classify_dm(403, &HeaderMap::new(), no_permission).outcome,
+            Outcome::Pause { .. }
+        ));
+        let ok = br#"{"data":{"dm_conversation_id":"1-2","dm_event_id":"99"}}"#;
+        assert_eq!(
+            classify_dm(201, &HeaderMap::new(), ok).outcome,
+            Outcome::Sent {
+                remote_id: Some("99".into())
+            }
+        );
     }
 
     #[test]

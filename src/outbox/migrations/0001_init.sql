@@ -16,16 +16,21 @@ CREATE TABLE deliveries (
 CREATE UNIQUE INDEX deliveries_body ON deliveries (source, body_sha256) WHERE body_sha256 IS NOT NULL;
 CREATE INDEX deliveries_received ON deliveries (state) WHERE state = 'received';
 
--- The outbox: one item per (delivery, route, destination), driven by the dispatcher.
+-- The outbox: one item per (delivery, route, destination, recipient), driven by the dispatcher. A digest
+-- is an item of its own (delivery_id NULL) into which queued items are folded.
 CREATE TABLE outbox (
     id              TEXT PRIMARY KEY,    -- UUIDv7
-    delivery_id     TEXT NOT NULL REFERENCES deliveries (id),
+    delivery_id     TEXT REFERENCES deliveries (id),
     route           INTEGER NOT NULL,
     destination     TEXT NOT NULL,
-    kind            TEXT NOT NULL,       -- tweet
+    recipient       TEXT NOT NULL DEFAULT '',  -- DMs: @username or user id; '' for posts
+    kind            TEXT NOT NULL,       -- tweet | dm | mastodon | digest
     text            TEXT NOT NULL,       -- the fitted text, fixed at planning so retries are byte-identical
     length          INTEGER NOT NULL,    -- its weighted length
-    state           TEXT NOT NULL,       -- pending | sending | retry | sent | dead
+    state           TEXT NOT NULL,       -- pending | sending | retry | sent | dead | folded
+    event_kind      TEXT,                -- the normalized kind, for digests
+    project         TEXT,                -- the event's project, for digests
+    folded_into     TEXT,                -- the digest item that carried this one
     attempts        INTEGER NOT NULL,
     next_attempt_at INTEGER NOT NULL,    -- Unix ms
     created_at      INTEGER NOT NULL,
@@ -33,7 +38,7 @@ CREATE TABLE outbox (
     sent_at         INTEGER,
     remote_id       TEXT,                -- X's post id
     last_error      TEXT,
-    UNIQUE (delivery_id, route, destination)
+    UNIQUE (delivery_id, route, destination, recipient)
 );
 CREATE INDEX outbox_due ON outbox (destination, state, next_attempt_at);
 
