@@ -61,12 +61,34 @@ pub enum Command {
         /// The payload file.
         payload: PathBuf,
     },
+    /// Authorize chirpd to post for an X account with OAuth 2.0 (PKCE); the tokens go to the store.
+    Auth {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
     /// Inspect the outbox of a stopped or running daemon.
     Queue {
         #[arg(long)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: QueueCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Run X's OAuth 2.0 authorization code flow with PKCE for a destination with auth = "oauth2".
+    ///
+    /// Prints the URL to open as the team account; then takes the redirect on the loopback address of
+    /// --redirect-uri, or the code (or the whole redirect URL) pasted on standard input.
+    X {
+        #[arg(long)]
+        destination: String,
+        /// The callback URL registered in the X app's settings.
+        #[arg(long, default_value = "http://127.0.0.1:8788/callback")]
+        redirect_uri: String,
     },
 }
 
@@ -105,6 +127,14 @@ pub fn main(cli: Cli) -> ExitCode {
             payload,
         } => preview(config.as_deref(), &source, event.as_deref(), json, &payload),
         Command::Queue { config, command } => queue(config.as_deref(), command),
+        Command::Auth {
+            config,
+            command:
+                AuthCommand::X {
+                    destination,
+                    redirect_uri,
+                },
+        } => auth_x(config.as_deref(), &destination, &redirect_uri),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -559,4 +589,112 @@ fn item_json(item: &crate::outbox::Item) -> serde_json::Value {
         "remote_id": item.remote_id,
         "last_error": item.last_error,
     })
+}
+
+fn auth_x(flag: Option<&Path>, destination: &str, redirect_uri: &str) -> anyhow::Result<()> {
+    use crate::sink::{Auth, oauth2};
+    let config = load(flag)?;
+    let d = config
+        .destinations
+        .get(destination)
+        .with_context(|| format!("no destination {destination:?} in the config"))?;
+    let Auth::OAuth2(client) = &d.auth else {
+        bail!("destination {destination} does not use auth = \"oauth2\"");
+    };
+    let (verifier, challenge) = oauth2::pkce_pair();
+    let state = oauth2::pkce_pair().0;
+    let url = oauth2::authorize_url(client, redirect_uri, &state, &challenge);
+    println!("Open this URL while logged in as the account chirpd should post for:\n\n{url}\n");
+    println!(
+        "Then wait here for the redirect, or paste the code (or the whole redirect URL) and press Enter."
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let code = receive_code(redirect_uri, &state).await?;
+        let http = reqwest::Client::new();
+        let now = crate::clock::now_ms();
+        let tokens = oauth2::exchange_code(&http, client, &code, redirect_uri, &verifier, now)
+            .await
+            .map_err(|e| anyhow::anyhow!("X refused the code: {e}"))?;
+        if tokens.refresh_token.is_none() {
+            eprintln!("warning: X issued no refresh token (is offline.access among the app's scopes?); the token lasts two hours");
+        }
+        let store = Store::open(&config.store_path)?;
+        store
+            .set_tokens(destination, tokens.access_token, tokens.refresh_token, tokens.expires_at, now)
+            .await?;
+        println!("Tokens stored for {destination}; chirpd refreshes them by itself.");
+        Ok(())
+    })
+}
+
+/// Waits for the authorization code: from the redirect on the loopback callback, or pasted on stdin.
+async fn receive_code(redirect_uri: &str, state: &str) -> anyhow::Result<String> {
+    let pasted = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    });
+    let addr = redirect_uri
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|host| host.starts_with("127.0.0.1:") || host.starts_with("localhost:"))
+        .map(str::to_string);
+    let redirected = async {
+        let Some(addr) = addr else {
+            return std::future::pending::<anyhow::Result<String>>().await;
+        };
+        let Ok(listener) = tokio::net::TcpListener::bind(&addr).await else {
+            return std::future::pending().await;
+        };
+        loop {
+            let (mut stream, _) = listener.accept().await?;
+            let mut buf = vec![0u8; 8192];
+            let n = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await?;
+            let request = String::from_utf8_lossy(&buf[..n]).to_string();
+            let target = request.split_whitespace().nth(1).unwrap_or("").to_string();
+            let reply = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nchirpd received the authorization; you can close this tab.\n";
+            let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, reply.as_bytes()).await;
+            if let Some(code) = code_from(&target, Some(state))? {
+                return Ok(code);
+            }
+        }
+    };
+    tokio::select! {
+        line = pasted => {
+            let line = line??;
+            code_from(line.trim(), Some(state))?.or_else(|| Some(line.trim().to_string()).filter(|c| !c.is_empty()))
+                .context("no code was pasted")
+        }
+        code = redirected => code,
+        _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => bail!("no authorization arrived within 10 minutes"),
+    }
+}
+
+/// Extracts `code` from a redirect URL or query, checking `state` when the URL carries one.
+fn code_from(target: &str, state: Option<&str>) -> anyhow::Result<Option<String>> {
+    let Some(query) = target.split_once('?').map(|(_, q)| q) else {
+        return Ok(None);
+    };
+    let get = |key: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .map(|v| {
+                v.replace("%2F", "/")
+                    .replace("%3D", "=")
+                    .replace("%2B", "+")
+            })
+    };
+    if let Some(err) = get("error") {
+        bail!("the authorization was refused: {err}");
+    }
+    if let (Some(expected), Some(given)) = (state, get("state"))
+        && given != expected
+    {
+        bail!("the redirect's state does not match this run; start again");
+    }
+    Ok(get("code"))
 }

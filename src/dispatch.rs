@@ -27,7 +27,7 @@ use crate::render::digest::{self, Folded};
 use crate::render::fit;
 use crate::sink::mastodon::MastodonClient;
 use crate::sink::oauth2;
-use crate::sink::x::{RequestAuth, XClient};
+use crate::sink::x::{ReadError, RequestAuth, XClient};
 use crate::sink::{Answer, Auth, Destination, DestinationKind, Outcome, Overflow, UrlPolicy};
 
 /// How long an account-level refusal holds a destination before one more try.
@@ -483,7 +483,9 @@ impl Worker {
             Ok(None) => Err(Outcome::Dead {
                 reason: format!("X has no user @{name}"),
             }),
-            Err(reason) => Err(Outcome::Retry { reason }),
+            Err(e) => Err(Outcome::Retry {
+                reason: e.to_string(),
+            }),
         }
     }
 
@@ -504,27 +506,12 @@ impl Worker {
             return guard.protected;
         }
         guard.checked_at = Some(tokio::time::Instant::now());
-        let bearer = match self.bearer(false).await {
-            Ok(b) => b,
-            Err(AuthFailure(reason)) => {
-                self.health.hold(
-                    &d.id,
-                    Hold {
-                        reason,
-                        needs_admin: true,
-                        until: None,
-                    },
-                );
-                guard.protected = false;
-                return false;
-            }
-        };
-        let auth = match (&d.auth, &bearer) {
-            (Auth::OAuth1(c), _) => RequestAuth::OAuth1(c),
-            (_, Some(t)) => RequestAuth::Bearer(t.expose()),
-            _ => return true,
-        };
-        match x.is_protected(auth, self.settings.request_timeout).await {
+        let mut result = self.check_protected(x, false).await;
+        if matches!(result, Err(ReadError::Unauthorized(_))) && matches!(d.auth, Auth::OAuth2(_)) {
+            // The access token died early: one refresh, then the answer stands.
+            result = self.check_protected(x, true).await;
+        }
+        match result {
             Ok(true) => {
                 if !guard.protected {
                     tracing::info!(destination = %d.id, "The account is protected; tweets may go out.");
@@ -560,6 +547,19 @@ impl Worker {
             }
         }
         guard.protected
+    }
+
+    async fn check_protected(&self, x: &XClient, refresh: bool) -> Result<bool, ReadError> {
+        let bearer = self
+            .bearer(refresh)
+            .await
+            .map_err(|AuthFailure(reason)| ReadError::Other(reason))?;
+        let auth = match (&self.destination.auth, &bearer) {
+            (Auth::OAuth1(c), _) => RequestAuth::OAuth1(c),
+            (_, Some(t)) => RequestAuth::Bearer(t.expose()),
+            _ => return Ok(true),
+        };
+        x.is_protected(auth, self.settings.request_timeout).await
     }
 
     /// Commits the outcome of one attempt and any rate-limit block it revealed.

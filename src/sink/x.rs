@@ -117,7 +117,7 @@ impl XClient {
         username: &str,
         auth: RequestAuth<'_>,
         timeout: Duration,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, ReadError> {
         let url = format!("{}/2/users/by/username/{username}", self.api_base);
         let body = self.get_json(&url, &[], auth, timeout).await?;
         Ok(body
@@ -131,14 +131,16 @@ impl XClient {
         &self,
         auth: RequestAuth<'_>,
         timeout: Duration,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, ReadError> {
         let url = format!("{}/2/users/me", self.api_base);
         let body = self
             .get_json(&url, &[("user.fields", "protected")], auth, timeout)
             .await?;
         body.pointer("/data/protected")
             .and_then(Value::as_bool)
-            .ok_or_else(|| "GET /2/users/me answered without data.protected".to_string())
+            .ok_or_else(|| {
+                ReadError::Other("GET /2/users/me answered without data.protected".to_string())
+            })
     }
 
     async fn get_json(
@@ -147,7 +149,7 @@ impl XClient {
         query: &[(&str, &str)],
         auth: RequestAuth<'_>,
         timeout: Duration,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, ReadError> {
         let full = if query.is_empty() {
             url.to_string()
         } else {
@@ -163,22 +165,35 @@ impl XClient {
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| format!("GET {} failed: {}", path_of(url), describe_transport(&e)))?;
+            .map_err(|e| {
+                ReadError::Other(format!(
+                    "GET {} failed: {}",
+                    path_of(url),
+                    describe_transport(&e)
+                ))
+            })?;
         let status = response.status();
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| format!("GET {} answered unreadable JSON: {e}", path_of(url)))?;
+        let body: Value = response.json().await.map_err(|e| {
+            ReadError::Other(format!(
+                "GET {} answered unreadable JSON: {e}",
+                path_of(url)
+            ))
+        })?;
         if status.as_u16() == 404 && body.get("errors").is_some() {
             return Ok(Value::Null);
         }
         if !status.is_success() {
-            return Err(format!(
+            let message = format!(
                 "GET {} answered {}: {}",
                 path_of(url),
                 status.as_u16(),
                 reason_of(&body)
-            ));
+            );
+            return Err(if status.as_u16() == 401 {
+                ReadError::Unauthorized(message)
+            } else {
+                ReadError::Other(message)
+            });
         }
         // X answers 200 with `errors` and no `data` for an unknown username.
         Ok(body)
@@ -199,6 +214,16 @@ impl XClient {
             RequestAuth::Bearer(token) => format!("Bearer {token}"),
         }
     }
+}
+
+/// Why a read (user lookup, protected check) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// 401: with OAuth 2.0, a refresh may help.
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Other(String),
 }
 
 fn path_of(url: &str) -> &str {

@@ -56,6 +56,17 @@ struct Inner {
     script: VecDeque<Script>,
     protected: bool,
     next_id: u64,
+    /// OAuth 2.0: valid access tokens, the one valid refresh token, codes issued (code → challenge).
+    access_tokens: Vec<String>,
+    refresh_token: Option<String>,
+    codes: Vec<(String, String)>,
+    token_serial: u32,
+    token_lifetime_secs: i64,
+    /// DMs sent, as (user id, text); users by name; user ids that refuse DMs.
+    dms: Vec<(String, String)>,
+    users: Vec<(String, String)>,
+    refusing: Vec<String>,
+    user_lookups: usize,
 }
 
 #[derive(Clone)]
@@ -69,11 +80,15 @@ impl FakeX {
         let inner = Arc::new(Mutex::new(Inner {
             protected: true,
             next_id: 1_445_880_548_472_328_192,
+            token_lifetime_secs: 7200,
             ..Inner::default()
         }));
         let app = Router::new()
             .route("/2/tweets", post(create_tweet))
             .route("/2/users/me", get(users_me))
+            .route("/2/users/by/username/{name}", get(user_by_name))
+            .route("/2/dm_conversations/with/{id}/messages", post(create_dm))
+            .route("/2/oauth2/token", post(token))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -103,6 +118,49 @@ impl FakeX {
     /// Pretends an earlier attempt already created `text`.
     pub fn preload(&self, text: &str) {
         self.inner.lock().unwrap().tweets.push(text.to_string());
+    }
+
+    /// Issues an authorization code for a PKCE challenge, as X's authorize page would.
+    pub fn issue_code(&self, code: &str, challenge: &str) {
+        self.inner
+            .lock()
+            .unwrap()
+            .codes
+            .push((code.to_string(), challenge.to_string()));
+    }
+
+    /// Makes every access token issued so far invalid, as if it had expired.
+    pub fn expire_access_tokens(&self) {
+        self.inner.lock().unwrap().access_tokens.clear();
+    }
+
+    pub fn set_token_lifetime(&self, secs: i64) {
+        self.inner.lock().unwrap().token_lifetime_secs = secs;
+    }
+
+    /// The refresh token X currently accepts.
+    pub fn refresh_token(&self) -> Option<String> {
+        self.inner.lock().unwrap().refresh_token.clone()
+    }
+
+    pub fn add_user(&self, name: &str, id: &str) {
+        self.inner
+            .lock()
+            .unwrap()
+            .users
+            .push((name.to_string(), id.to_string()));
+    }
+
+    pub fn refuse_dms(&self, id: &str) {
+        self.inner.lock().unwrap().refusing.push(id.to_string());
+    }
+
+    pub fn dms(&self) -> Vec<(String, String)> {
+        self.inner.lock().unwrap().dms.clone()
+    }
+
+    pub fn user_lookups(&self) -> usize {
+        self.inner.lock().unwrap().user_lookups
     }
 
     /// Polls until `n` tweets exist, failing after `deadline`.
@@ -156,13 +214,25 @@ fn rate_headers() -> [(&'static str, String); 3] {
     ]
 }
 
+/// A request is authorized by a valid OAuth 1.0a signature or a current OAuth 2.0 access token.
+fn authorized(inner: &Inner, method: &Method, headers: &HeaderMap, uri: &Uri) -> bool {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match bearer {
+        Some(token) => inner.access_tokens.iter().any(|t| t == token),
+        None => check_oauth(method, headers, uri),
+    }
+}
+
 async fn create_tweet(
     State(inner): State<Arc<Mutex<Inner>>>,
     headers: HeaderMap,
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let signature_ok = check_oauth(&Method::POST, &headers, &uri);
+    let signature_ok = authorized(&inner.lock().unwrap(), &Method::POST, &headers, &uri);
     let text = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.get("text").and_then(Value::as_str).map(str::to_string));
@@ -240,8 +310,8 @@ async fn users_me(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let signature_ok = check_oauth(&Method::GET, &headers, &uri);
     let mut g = inner.lock().unwrap();
+    let signature_ok = authorized(&g, &Method::GET, &headers, &uri);
     g.seen.push(Seen {
         path: uri.path().to_string(),
         text: None,
@@ -253,6 +323,121 @@ async fn users_me(
     }
     let body = json!({"data": {"id": "2244994945", "name": "Acme", "username": "acme", "protected": g.protected}});
     (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+async fn user_by_name(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let mut g = inner.lock().unwrap();
+    if !authorized(&g, &Method::GET, &headers, &uri) {
+        return problem(401, "Unauthorized", "Unauthorized", "about:blank");
+    }
+    g.user_lookups += 1;
+    match g.users.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+        Some((n, id)) => axum::Json(json!({"data": {"id": id, "name": n, "username": n}})).into_response(),
+        // X answers 200 with errors for an unknown username.
+        None => axum::Json(json!({"errors": [{"value": name, "detail": format!("Could not find user with username: [{name}]."),
+            "title": "Not Found Error", "resource_type": "user", "parameter": "username",
+            "type": "https://api.twitter.com/2/problems/resource-not-found"}]}))
+        .into_response(),
+    }
+}
+
+async fn create_dm(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let mut g = inner.lock().unwrap();
+    let ok = authorized(&g, &Method::POST, &headers, &uri);
+    let text = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("text").and_then(Value::as_str).map(str::to_string));
+    g.seen.push(Seen {
+        path: "/2/dm_conversations".to_string(),
+        text: text.clone(),
+        at_unix_ms: now_unix_ms(),
+        signature_ok: ok,
+    });
+    if !ok {
+        return problem(401, "Unauthorized", "Unauthorized", "about:blank");
+    }
+    if g.refusing.contains(&id) {
+        return problem(
+            403,
+            "Forbidden",
+            "You cannot send messages to this user.",
+            "about:blank",
+        );
+    }
+    g.dms.push((id.clone(), text.unwrap_or_default()));
+    g.next_id += 1;
+    let event = g.next_id.to_string();
+    (
+        StatusCode::CREATED,
+        axum::Json(
+            json!({"data": {"dm_conversation_id": format!("1-{id}"), "dm_event_id": event}}),
+        ),
+    )
+        .into_response()
+}
+
+/// X's OAuth 2.0 token endpoint: authorization codes (checked against their PKCE challenge) and
+/// rotating refresh tokens (each usable once).
+async fn token(State(inner): State<Arc<Mutex<Inner>>>, body: Bytes) -> Response {
+    let form: Vec<(String, String)> = String::from_utf8_lossy(&body)
+        .split('&')
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (percent_decode(k), percent_decode(v)))
+        })
+        .collect();
+    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let mut g = inner.lock().unwrap();
+    let invalid = |d: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "invalid_request", "error_description": d})),
+        )
+            .into_response()
+    };
+    match get("grant_type").as_deref() {
+        Some("authorization_code") => {
+            let (Some(code), Some(verifier)) = (get("code"), get("code_verifier")) else {
+                return invalid("code and code_verifier are required");
+            };
+            let Some(pos) = g.codes.iter().position(|(c, _)| *c == code) else {
+                return invalid("Value passed for the authorization code was invalid.");
+            };
+            let (_, challenge) = g.codes.remove(pos);
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes());
+            if base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest) != challenge {
+                return invalid("code_verifier does not match the challenge");
+            }
+        }
+        Some("refresh_token") => {
+            if get("refresh_token").is_none() || get("refresh_token") != g.refresh_token {
+                return invalid("Value passed for the token was invalid.");
+            }
+        }
+        _ => return invalid("unsupported grant_type"),
+    }
+    g.token_serial += 1;
+    let access = format!("access-{}", g.token_serial);
+    let refresh = format!("refresh-{}", g.token_serial);
+    g.access_tokens.push(access.clone());
+    // Rotation: the previous refresh token stops working.
+    g.refresh_token = Some(refresh.clone());
+    axum::Json(
+        json!({"token_type": "bearer", "expires_in": g.token_lifetime_secs, "access_token": access,
+        "scope": "tweet.write users.read tweet.read offline.access", "refresh_token": refresh}),
+    )
+    .into_response()
 }
 
 fn problem(status: u16, title: &str, detail: &str, kind: &str) -> Response {

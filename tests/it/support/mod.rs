@@ -1,5 +1,6 @@
 //! Test support: a running daemon on 127.0.0.1:0 with a temporary store, request signing, fixtures.
 
+pub mod fake_mastodon;
 pub mod fake_x;
 
 use std::net::SocketAddr;
@@ -85,6 +86,46 @@ template_file = "{templates}/release.j2"
     )
 }
 
+/// A config with the `gh` GitHub source, the given `[destinations.…]` blocks, and one route sending new
+/// and updated tasks to the destinations in `to`.
+pub fn config_with(store: &Path, destinations: &str, to: &str) -> String {
+    let templates = format!("{}/config/templates", env!("CARGO_MANIFEST_DIR"));
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[store]
+path = "{store}"
+[dispatch]
+retry_base = "50ms"
+retry_max = "200ms"
+request_timeout = "2s"
+protected_check_every = "200ms"
+[sources.gh]
+provider = "github"
+secret = "{SECRET}"
+{destinations}
+[[routes]]
+source = "gh"
+events = ["task.created", "task.updated"]
+to = [{to}]
+template_file = "{templates}/task.j2"
+"#,
+        store = store.display(),
+    )
+}
+
+/// OAuth 1.0a credentials the fake X accepts, as config lines.
+pub fn oauth1_lines() -> String {
+    format!(
+        "consumer_key = \"{}\"\nconsumer_secret = \"{}\"\naccess_token = \"{}\"\naccess_token_secret = \"{}\"\n",
+        fake_x::CONSUMER_KEY,
+        fake_x::CONSUMER_SECRET,
+        fake_x::ACCESS_TOKEN,
+        fake_x::ACCESS_TOKEN_SECRET
+    )
+}
+
 /// A daemon running in this process.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -111,9 +152,15 @@ impl TestApp {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, x: FakeX, extra_destination: &str) -> TestApp {
+        let text = config_toml(&dir.path().join("chirpd.db"), &x.url, extra_destination);
+        TestApp::start_text(dir, x, &text).await
+    }
+
+    /// Starts a daemon on a config text written into `dir` (the store is `dir/chirpd.db`).
+    pub async fn start_text(dir: tempfile::TempDir, x: FakeX, text: &str) -> TestApp {
         let store_path = dir.path().join("chirpd.db");
         let path = dir.path().join("chirpd.toml");
-        std::fs::write(&path, config_toml(&store_path, &x.url, extra_destination)).unwrap();
+        std::fs::write(&path, text).unwrap();
         let cfg = config::load(Some(&path), &ProcessEnv).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -1,0 +1,477 @@
+//! A good citizen of X: digests within a daily quota, the budget, DMs, Mastodon, OAuth 2.0 rotation.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::fake_mastodon::{self, FakeMastodon};
+use crate::support::fake_x::FakeX;
+use crate::support::{TestApp, WAIT, config_with, issue_opened, oauth1_lines, sql_count};
+
+/// How many events a post stands for: a digest says "N updates", any other post is one.
+fn events_in(text: &str) -> usize {
+    text.split_once(" updates — ")
+        .and_then(|(head, _)| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
+#[tokio::test]
+async fn fifty_events_against_five_a_day_become_at_most_five_posts_counting_every_event() {
+    let x = FakeX::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!(
+        "[destinations.team]\nkind = \"x\"\napi_base = \"{}\"\n{}limits = [\"5/24h\"]\noverflow = \"digest\"\ndigest_delay = \"1500ms\"\n",
+        x.url,
+        oauth1_lines()
+    );
+    let text = config_with(&dir.path().join("chirpd.db"), &dest, "\"team\"");
+    let app = TestApp::start_text(dir, x, &text).await;
+    let mut sends = Vec::new();
+    for i in 0..50 {
+        let body = issue_opened(&format!("event {i}"));
+        let http = app.http.clone();
+        let url = app.url("/hooks/gh");
+        sends.push(tokio::spawn(async move {
+            let sig = crate::support::github_signature(crate::support::SECRET, &body);
+            http.post(url)
+                .header("x-github-event", "issues")
+                .header("x-github-delivery", format!("burst-{i}"))
+                .header("x-hub-signature-256", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for s in sends {
+        assert_eq!(s.await.unwrap(), 202);
+    }
+    // Every event ends up in a post: its own, or a digest's count.
+    let start = Instant::now();
+    loop {
+        let tweets = app.x.tweets();
+        let counted: usize = tweets.iter().map(|t| events_in(t)).sum();
+        if counted == 50 {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "{counted} events counted in {tweets:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let requests = app
+        .x
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/2/tweets")
+        .count();
+    assert!(requests <= 5, "{requests} requests against a quota of 5");
+    for t in app.x.tweets() {
+        assert!(chirpd::render::fit::weighted_length(&t) <= 280, "{t}");
+        if events_in(&t) > 1 {
+            assert!(
+                t.starts_with("Codertocat/Hello-World: ") && t.contains("tasks opened"),
+                "{t}"
+            );
+        }
+    }
+    assert_eq!(
+        app.sql_count("SELECT count(*) FROM outbox WHERE state IN ('pending', 'retry', 'sending')"),
+        0
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_exhausted_budget_holds_posts_and_links_go_first() {
+    let x = FakeX::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // $0.25 a month: one post with a link ($0.20), then posts without links ($0.015) fit three more.
+    let dest = format!(
+        "[destinations.team]\nkind = \"x\"\napi_base = \"{}\"\n{}budget = 0.25\nurl_policy = \"drop_over_budget\"\n",
+        x.url,
+        oauth1_lines()
+    );
+    let text = config_with(&dir.path().join("chirpd.db"), &dest, "\"team\"");
+    let app = TestApp::start_text(dir, x, &text).await;
+    for i in 0..5 {
+        assert_eq!(
+            app.github(
+                "issues",
+                &format!("b{i}"),
+                &issue_opened(&format!("paid {i}"))
+            )
+            .await
+            .status(),
+            202
+        );
+        // One at a time, so that the order of spending is known.
+        app.x.wait_for_tweets((i + 1).min(4), WAIT).await;
+    }
+    let tweets = app.x.tweets();
+    assert_eq!(tweets.len(), 4, "{tweets:#?}");
+    assert!(tweets[0].ends_with("https://github.com/Codertocat/Hello-World/issues/1"));
+    for t in &tweets[1..] {
+        assert!(
+            !t.contains("https://"),
+            "a link was posted over budget: {t}"
+        );
+    }
+    // The fifth waits for next month, and /readyz says why without calling it a failure.
+    let start = Instant::now();
+    loop {
+        let r: Value = app
+            .http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(reason) = r["holds"]["team"]["reason"].as_str() {
+            assert!(reason.contains("budget"), "{reason}");
+            assert_eq!(r["ready"], true);
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "{r}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let start = Instant::now();
+    while app.sql_count("SELECT count(*) FROM outbox WHERE state = 'pending'") != 1 {
+        assert!(
+            start.elapsed() < WAIT,
+            "the fifth post is not held in the queue"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.x.tweets().len(), 4);
+    assert_eq!(
+        app.sql_count("SELECT sum(amount_micros) FROM spend"),
+        245_000
+    );
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"chirpd_spend_dollars{destination="team"} 0.245"#),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn direct_messages_go_to_each_recipient_and_a_refusal_fails_only_that_one() {
+    let x = FakeX::start().await;
+    x.add_user("alice", "1001");
+    x.add_user("refuser", "1003");
+    x.refuse_dms("1003");
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!(
+        "[destinations.dms]\nkind = \"x_dm\"\napi_base = \"{}\"\n{}recipients = [\"@alice\", \"1002\", \"@refuser\", \"@nobody\"]\n",
+        x.url,
+        oauth1_lines()
+    );
+    let text = config_with(&dir.path().join("chirpd.db"), &dest, "\"dms\"");
+    let app = TestApp::start_text(dir, x, &text).await;
+    assert_eq!(
+        app.github("issues", "d1", &issue_opened("for the team"))
+            .await
+            .status(),
+        202
+    );
+    let start = Instant::now();
+    while app.sql_count("SELECT count(*) FROM outbox WHERE state IN ('sent', 'dead')") < 4 {
+        assert!(start.elapsed() < WAIT, "DMs not settled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut dms = app.x.dms();
+    dms.sort();
+    let text = crate::support::expected_issue_tweet("for the team");
+    assert_eq!(
+        dms,
+        vec![
+            ("1001".to_string(), text.clone()),
+            ("1002".to_string(), text)
+        ]
+    );
+    assert_eq!(
+        app.sql_count("SELECT count(*) FROM outbox WHERE state = 'dead' AND recipient = '@refuser' AND last_error LIKE '%cannot send messages%'"),
+        1
+    );
+    assert_eq!(
+        app.sql_count("SELECT count(*) FROM outbox WHERE state = 'dead' AND recipient = '@nobody' AND last_error = 'X has no user @nobody'"),
+        1
+    );
+    // Usernames are resolved once: a second event looks nobody up again except the unknown one.
+    let lookups = app.x.user_lookups();
+    assert_eq!(
+        app.github("issues", "d2", &issue_opened("again"))
+            .await
+            .status(),
+        202
+    );
+    let start = Instant::now();
+    while app.x.dms().len() < 4 {
+        assert!(start.elapsed() < WAIT, "second DMs not sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        app.x.user_lookups(),
+        lookups + 1,
+        "only @nobody is looked up again"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn mastodon_gets_private_statuses_with_an_idempotency_key() {
+    let x = FakeX::start().await;
+    let m = FakeMastodon::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!(
+        "[destinations.toot]\nkind = \"mastodon\"\ninstance = \"{}\"\ntoken = \"{}\"\n",
+        m.url,
+        fake_mastodon::TOKEN
+    );
+    let text = config_with(&dir.path().join("chirpd.db"), &dest, "\"toot\"");
+    let app = TestApp::start_text(dir, x, &text).await;
+    let long_title = "word ".repeat(150);
+    assert_eq!(
+        app.github("issues", "m1", &issue_opened(&long_title))
+            .await
+            .status(),
+        202
+    );
+    let start = Instant::now();
+    while m.statuses().is_empty() {
+        assert!(start.elapsed() < WAIT, "no status");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = &m.statuses()[0];
+    assert_eq!(s.visibility, "private");
+    assert!(chirpd::render::fit::mastodon_length(&s.text) <= 500);
+    assert!(
+        s.text
+            .ends_with("… https://github.com/Codertocat/Hello-World/issues/1"),
+        "{}",
+        s.text
+    );
+    let item_id: String = rusqlite::Connection::open(&app.store_path)
+        .unwrap()
+        .query_row("SELECT id FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(s.idempotency_key, item_id);
+    app.stop().await;
+}
+
+// Multi-threaded: the test blocks on the child process while the fake X must keep answering it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_tokens_from_chirpd_auth_refresh_and_rotate_across_restarts() {
+    let x = FakeX::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!(
+        "[destinations.team]\nkind = \"x\"\napi_base = \"{}\"\nauth = \"oauth2\"\nclient_id = \"test-client\"\n",
+        x.url
+    );
+    let text = config_with(&dir.path().join("chirpd.db"), &dest, "\"team\"");
+    let config = dir.path().join("chirpd.toml");
+    std::fs::write(&config, &text).unwrap();
+
+    authorize(&x, &config);
+    assert_eq!(x.refresh_token().as_deref(), Some("refresh-1"));
+
+    // The daemon posts with the stored access token.
+    let app = TestApp::start_text(tempfile_dir_reuse(dir), x, &text).await;
+    assert_eq!(
+        app.github("issues", "o1", &issue_opened("with oauth2"))
+            .await
+            .status(),
+        202
+    );
+    app.x.wait_for_tweets(1, WAIT).await;
+
+    // The access token dies: a 401 makes chirpd refresh once, store the rotated tokens, and post.
+    app.x.expire_access_tokens();
+    assert_eq!(
+        app.github("issues", "o2", &issue_opened("after a refresh"))
+            .await
+            .status(),
+        202
+    );
+    app.x.wait_for_tweets(2, WAIT).await;
+    assert_eq!(app.x.refresh_token().as_deref(), Some("refresh-2"));
+    let (dir, x) = app.stop().await;
+
+    // After a restart, only the rotated refresh token works; chirpd must have kept it.
+    x.expire_access_tokens();
+    let app = TestApp::start_text(dir, x, &text).await;
+    assert_eq!(
+        app.github("issues", "o3", &issue_opened("after a restart"))
+            .await
+            .status(),
+        202
+    );
+    app.x.wait_for_tweets(3, WAIT).await;
+    assert_eq!(app.x.refresh_token().as_deref(), Some("refresh-3"));
+    assert!(
+        app.x
+            .seen()
+            .iter()
+            .filter(|s| s.path == "/2/tweets")
+            .count()
+            >= 3
+    );
+    let stored: String = rusqlite::Connection::open(&app.store_path)
+        .unwrap()
+        .query_row(
+            "SELECT refresh_token FROM oauth_tokens WHERE destination = 'team'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, "refresh-3");
+    app.stop().await;
+}
+
+/// Runs `chirpd auth x` for destination `team`: reads the printed URL, lets the fake X issue a code for
+/// its PKCE challenge, and pastes the code.
+fn authorize(x: &FakeX, config: &std::path::Path) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chirpd"))
+        .args(["auth", "--config"])
+        .arg(config)
+        .args([
+            "x",
+            "--destination",
+            "team",
+            "--redirect-uri",
+            &format!("http://127.0.0.1:{port}/callback"),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "no authorize URL printed"
+        );
+        if line.starts_with("https://x.com/i/oauth2/authorize?") {
+            break line.trim().to_string();
+        }
+    };
+    assert!(
+        url.contains("code_challenge_method=S256") && url.contains("offline.access"),
+        "{url}"
+    );
+    let challenge = url
+        .split("code_challenge=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
+    x.issue_code("the-code", &challenge);
+    writeln!(child.stdin.take().unwrap(), "the-code").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+// Multi-threaded: the test blocks on the child process while the fake X must keep answering it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_close_to_expiry_are_refreshed_before_use() {
+    let x = FakeX::start().await;
+    // Tokens that live one minute: less than the five-minute margin, so every use refreshes first.
+    x.set_token_lifetime(60);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!(
+        "[destinations.team]\nkind = \"x\"\napi_base = \"{}\"\nauth = \"oauth2\"\nclient_id = \"test-client\"\nrequire_protected = false\n",
+        x.url
+    );
+    let text = config_with(&dir.path().join("chirpd.db"), &dest, "\"team\"");
+    let config = dir.path().join("chirpd.toml");
+    std::fs::write(&config, &text).unwrap();
+    authorize(&x, &config);
+    let app = TestApp::start_text(dir, x, &text).await;
+    assert_eq!(
+        app.github("issues", "e1", &issue_opened("fresh token"))
+            .await
+            .status(),
+        202
+    );
+    app.x.wait_for_tweets(1, WAIT).await;
+    // No request was refused: the refresh came first.
+    assert!(app.x.seen().iter().all(|s| s.signature_ok));
+    assert_eq!(app.x.refresh_token().as_deref(), Some("refresh-2"));
+    app.stop().await;
+}
+
+/// The temp dir is moved into the app as is.
+fn tempfile_dir_reuse(dir: tempfile::TempDir) -> tempfile::TempDir {
+    dir
+}
+
+#[tokio::test]
+async fn a_refused_refresh_token_pauses_the_destination_and_says_why() {
+    let x = FakeX::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!(
+        "[destinations.team]\nkind = \"x\"\napi_base = \"{}\"\nauth = \"oauth2\"\nclient_id = \"test-client\"\n",
+        x.url
+    );
+    let text = config_with(&dir.path().join("chirpd.db"), &dest, "\"team\"");
+    let app = TestApp::start_text(dir, x, &text).await;
+    // No tokens at all: held, and /readyz names the command to run.
+    let start = Instant::now();
+    loop {
+        let r: Value = app
+            .http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if r["ready"] == false {
+            let reason = r["reasons"][0].as_str().unwrap();
+            assert!(
+                reason.contains("chirpd auth x --destination team"),
+                "{reason}"
+            );
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "{r}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        sql_count(&app.store_path, "SELECT count(*) FROM oauth_tokens"),
+        0
+    );
+    app.stop().await;
+}
