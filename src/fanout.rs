@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock;
 use crate::config::Config;
-use crate::outbox::{NewItem, Store, StoredDelivery};
+use crate::normalize::EventKind;
+use crate::outbox::{Merge, NewItem, Store, StoredDelivery};
 use crate::plan;
 
 /// How many deliveries one store read fetches.
@@ -62,6 +63,55 @@ pub async fn run(
     }
 }
 
+/// For a settling destination: if an earlier post about the same subject is still waiting, the new one
+/// replaces it, rendered with the earlier post's verb ("opened") and the latest state (labels, title).
+#[allow(clippy::too_many_arguments)]
+async fn merge_with_pending(
+    store: &Store,
+    cfg: &Config,
+    d: &StoredDelivery,
+    provider: &crate::normalize::Provider,
+    payload: &serde_json::Value,
+    post: &plan::Planned,
+    kind: Option<EventKind>,
+    subject: &str,
+) -> Result<Option<Merge>, crate::outbox::StoreError> {
+    if kind != Some(EventKind::TaskUpdated) {
+        return Ok(None);
+    }
+    let Some(earlier) = store
+        .settling(&post.destination, &post.recipient, subject)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let shown = match earlier.event_kind.as_deref().and_then(EventKind::parse) {
+        Some(k @ (EventKind::TaskCreated | EventKind::TaskReopened)) => k,
+        Some(EventKind::TaskUpdated) => EventKind::TaskUpdated,
+        _ => return Ok(None),
+    };
+    let merged = plan::plan_as(
+        &cfg.pipeline,
+        &d.source,
+        provider,
+        d.event.as_deref(),
+        payload,
+        Some(shown),
+    );
+    let Some(m) = merged.posts.into_iter().find(|m| {
+        m.route == post.route && m.destination == post.destination && m.recipient == post.recipient
+    }) else {
+        return Ok(None);
+    };
+    Ok(Some(Merge {
+        supersedes: earlier.id,
+        text: m.text,
+        length: m.length,
+        due_at: earlier.next_attempt_at,
+        event_kind: shown.as_str(),
+    }))
+}
+
 async fn plan_one(
     store: &Store,
     cfg: &Config,
@@ -103,20 +153,42 @@ async fn plan_one(
             .collect::<Vec<_>>()
             .join("; ")
     });
-    let items: Vec<NewItem> = plan
-        .posts
-        .into_iter()
-        .map(|p| NewItem {
+    let subject = plan.event.subject();
+    let mut items = Vec::with_capacity(plan.posts.len());
+    for p in &plan.posts {
+        let settle = cfg
+            .pipeline
+            .targets
+            .get(&p.destination)
+            .and_then(|t| t.settle);
+        let mut item = NewItem {
             route: p.route,
             kind: p.kind,
-            destination: p.destination,
-            recipient: p.recipient,
-            text: p.text,
+            destination: p.destination.clone(),
+            recipient: p.recipient.clone(),
+            text: p.text.clone(),
             length: p.length,
             event_kind: plan.event.kind.map(|k| k.as_str()),
             project: plan.event.project.clone(),
-        })
-        .collect();
+            subject: settle.and(subject.clone()),
+            due_at: settle.map(|s| now + s.as_millis() as i64),
+            merge: None,
+        };
+        if let (Some(_), Some(subj)) = (settle, &subject) {
+            item.merge = merge_with_pending(
+                store,
+                cfg,
+                &d,
+                &source.provider,
+                &payload,
+                p,
+                plan.event.kind,
+                subj,
+            )
+            .await?;
+        }
+        items.push(item);
+    }
     tracing::debug!(delivery = %d.id, native = %plan.event.native, posts = items.len(), "Delivery planned.");
     let outcome = if errors.is_some() {
         "template_error"

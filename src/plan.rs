@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::normalize::{self, Event, Provider};
+use crate::normalize::{self, Event, EventKind, Provider};
 use crate::render::fit::{self, Limit};
 use crate::render::{RenderError, Templates, context};
 use crate::route::Route;
@@ -30,6 +30,8 @@ pub struct Target {
     pub recipients: Vec<String>,
     /// `url_policy = "never"`: links are removed before the fit.
     pub strip_urls: bool,
+    /// Wait this long before posting, merging later updates of the same subject into the post.
+    pub settle: Option<std::time::Duration>,
 }
 
 impl Default for Target {
@@ -39,6 +41,7 @@ impl Default for Target {
             limit: Limit::Tweet,
             recipients: Vec::new(),
             strip_urls: false,
+            settle: None,
         }
     }
 }
@@ -74,8 +77,28 @@ pub fn plan(
     event_name: Option<&str>,
     payload: &Value,
 ) -> Plan {
+    plan_as(pipeline, source, provider, event_name, payload, None)
+}
+
+/// Like `plan`, but templates see `render_kind` as `event.kind` while routes still match the real event:
+/// settling renders a merged post ("opened", with the labels an update added a moment later).
+pub fn plan_as(
+    pipeline: &Pipeline,
+    source: &str,
+    provider: &Provider,
+    event_name: Option<&str>,
+    payload: &Value,
+    render_kind: Option<EventKind>,
+) -> Plan {
     let event = normalize::normalize(provider, event_name, payload);
-    let ctx = context(&event, payload);
+    let ctx = match render_kind {
+        Some(kind) => {
+            let mut shown = event.clone();
+            shown.kind = Some(kind);
+            context(&shown, payload)
+        }
+        None => context(&event, payload),
+    };
     let mut posts = Vec::new();
     let mut errors = Vec::new();
     for route in pipeline.routes.iter().filter(|r| r.matches(source, &event)) {

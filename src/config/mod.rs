@@ -367,6 +367,7 @@ fn validate(
                     limit: d.kind.limit(),
                     recipients: d.recipients.clone(),
                     strip_urls: d.url_policy == UrlPolicy::Never,
+                    settle: d.settle,
                 };
                 (id.clone(), target)
             })
@@ -787,6 +788,10 @@ fn destination(
         overflow,
         budget,
         url_policy,
+        settle: match &d.settle {
+            Some(t) => Some(parse_duration(t).map_err(|e| ("settle", e))?),
+            None => None,
+        },
         dry_run: d.dry_run,
     })
 }

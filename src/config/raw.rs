@@ -147,6 +147,8 @@ pub struct RawDestination {
     pub price_post_with_url: Option<f64>,
     /// keep | drop_over_budget | never
     pub url_policy: Option<String>,
+    /// Wait this long before posting a task or change, merging its updates into one post.
+    pub settle: Option<String>,
     #[serde(default)]
     pub dry_run: bool,
 }

@@ -279,6 +279,25 @@ pub struct Event {
 }
 
 impl Event {
+    /// What the event is about, for settling quick successive updates: `provider:project:number` (or the
+    /// URL without its fragment) for tasks and changes; none for other kinds.
+    pub fn subject(&self) -> Option<String> {
+        let kind = self.kind?.as_str();
+        if !(kind.starts_with("task.") || kind.starts_with("change.")) {
+            return None;
+        }
+        let which = match (self.number, &self.url) {
+            (Some(n), _) => n.to_string(),
+            (None, Some(u)) => u.split('#').next().unwrap_or(u).to_string(),
+            (None, None) => self.title.clone()?,
+        };
+        Some(format!(
+            "{}:{}:{which}",
+            self.provider,
+            self.project.as_deref().unwrap_or("")
+        ))
+    }
+
     /// An event with only its provider and native name known.
     pub fn bare(provider: &'static str, native: String) -> Event {
         Event {

@@ -70,6 +70,25 @@ pub struct NewItem {
     /// The event's kind and project, for digests.
     pub event_kind: Option<&'static str>,
     pub project: Option<String>,
+    /// What the event is about (provider:project:number), for settling.
+    pub subject: Option<String>,
+    /// When the item may go out; none: at once. Settling destinations wait their settle window.
+    pub due_at: Option<UnixMillis>,
+    /// A pending item about the same subject that this one replaces, with the merged text to use if it
+    /// is still pending when this plan is stored.
+    pub merge: Option<Merge>,
+}
+
+/// How a settling item replaces an earlier pending one about the same subject.
+#[derive(Debug, Clone)]
+pub struct Merge {
+    pub supersedes: String,
+    pub text: String,
+    pub length: usize,
+    /// The earlier item's due time: a stream of updates cannot postpone the post forever.
+    pub due_at: UnixMillis,
+    /// The kind the merged post shows ("opened" stays opened through later updates).
+    pub event_kind: &'static str,
 }
 
 /// The life of an outbox item: pending → sending → sent | retry | dead.
@@ -213,6 +232,23 @@ impl Store {
                     now,
                 )
             })
+            .await
+    }
+
+    /// The pending item about `subject` for a destination and recipient, if one waits to settle.
+    pub async fn settling(
+        &self,
+        destination: &str,
+        recipient: &str,
+        subject: &str,
+    ) -> Result<Option<Item>, StoreError> {
+        let (destination, recipient, subject) = (
+            destination.to_string(),
+            recipient.to_string(),
+            subject.to_string(),
+        );
+        self.writer
+            .call(move |c| sqlite::settling(c, &destination, &recipient, &subject))
             .await
     }
 
@@ -514,6 +550,9 @@ mod tests {
             length: 5,
             event_kind: Some("task.created"),
             project: Some("acme".into()),
+            subject: None,
+            due_at: None,
+            merge: None,
         }
     }
 

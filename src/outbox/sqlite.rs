@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_learned_secrets.sql"),
     include_str!("migrations/0003_budget_dm_oauth.sql"),
+    include_str!("migrations/0004_settle.sql"),
 ];
 
 impl Writer {
@@ -228,10 +229,31 @@ pub fn save_plan(
     now: UnixMillis,
 ) -> Result<(), StoreError> {
     for (id, item) in items {
+        // A settling item replaces the pending one it merges with, if that one is still pending;
+        // otherwise (already claimed) it is posted on its own, with its own text.
+        let mut text = item.text.as_str();
+        let mut length = item.length;
+        let mut due = item.due_at.unwrap_or(now);
+        let mut event_kind = item.event_kind;
+        if let Some(merge) = &item.merge {
+            let taken = conn
+                .execute(
+                    "UPDATE outbox SET state = 'folded', folded_into = ?2, updated_at = ?3
+                     WHERE id = ?1 AND state = 'pending'",
+                    params![merge.supersedes, id, now],
+                )
+                .map_err(unavailable)?;
+            if taken == 1 {
+                text = merge.text.as_str();
+                length = merge.length;
+                due = merge.due_at;
+                event_kind = Some(merge.event_kind);
+            }
+        }
         conn.execute(
             "INSERT INTO outbox (id, delivery_id, route, destination, recipient, kind, text, length, state,
-                                 attempts, next_attempt_at, created_at, updated_at, event_kind, project)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', 0, ?9, ?9, ?9, ?10, ?11)
+                                 attempts, next_attempt_at, created_at, updated_at, event_kind, project, subject)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', 0, ?9, ?10, ?10, ?11, ?12, ?13)
              ON CONFLICT (delivery_id, route, destination, recipient) DO NOTHING",
             params![
                 id,
@@ -240,11 +262,13 @@ pub fn save_plan(
                 item.destination,
                 item.recipient,
                 item.kind,
-                item.text,
-                item.length as i64,
+                text,
+                length as i64,
+                due,
                 now,
-                item.event_kind,
-                item.project
+                event_kind,
+                item.project,
+                item.subject
             ],
         )
         .map_err(unavailable)?;
@@ -698,4 +722,24 @@ pub fn set_tokens(
     )
     .map_err(unavailable)?;
     Ok(())
+}
+
+/// The pending item of a destination and recipient about `subject`, if one is waiting to settle.
+pub fn settling(
+    conn: &Connection,
+    destination: &str,
+    recipient: &str,
+    subject: &str,
+) -> Result<Option<Item>, StoreError> {
+    let sql = format!(
+        "SELECT {ITEM_COLUMNS} FROM outbox WHERE destination = ?1 AND recipient = ?2 AND subject = ?3
+         AND state = 'pending' ORDER BY created_at DESC LIMIT 1"
+    );
+    conn.query_row(
+        &sql,
+        params![destination, recipient, subject],
+        item_from_row,
+    )
+    .optional()
+    .map_err(unavailable)
 }

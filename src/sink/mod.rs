@@ -110,6 +110,8 @@ pub struct Destination {
     pub overflow: Overflow,
     pub budget: Option<Budget>,
     pub url_policy: UrlPolicy,
+    /// Settle window: quick successive updates of one task become one post with its final state.
+    pub settle: Option<std::time::Duration>,
     /// Log and record posts instead of sending them.
     pub dry_run: bool,
 }

@@ -475,3 +475,68 @@ async fn a_refused_refresh_token_pauses_the_destination_and_says_why() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn quick_updates_settle_into_one_post_with_the_final_state() {
+    let x = FakeX::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!(
+        "[destinations.team]\nkind = \"x\"\napi_base = \"{}\"\n{}settle = \"1s\"\n",
+        x.url,
+        oauth1_lines()
+    );
+    let text = config_with(&dir.path().join("chirpd.db"), &dest, "\"team\"");
+    let app = TestApp::start_text(dir, x, &text).await;
+    let with_labels = |action: &str, labels: &[&str]| {
+        let mut v: Value =
+            serde_json::from_slice(&crate::support::fixture("issues.opened.json")).unwrap();
+        v["action"] = action.into();
+        v["issue"]["labels"] = labels
+            .iter()
+            .map(|l| serde_json::json!({"name": l}))
+            .collect();
+        serde_json::to_vec(&v).unwrap()
+    };
+    // Opened bare, then labelled twice within the window.
+    assert_eq!(
+        app.github("issues", "s1", &with_labels("opened", &[]))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        app.github("issues", "s2", &with_labels("labeled", &["bug"]))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        app.github("issues", "s3", &with_labels("labeled", &["bug", "tweet"]))
+            .await
+            .status(),
+        202
+    );
+    let tweets = app.x.wait_for_tweets(1, WAIT).await;
+    assert_eq!(
+        tweets,
+        vec!["Codertocat/Hello-World: Codertocat opened #1 Spelling error in the README file [bug, tweet] https://github.com/Codertocat/Hello-World/issues/1".to_string()]
+    );
+    let start = Instant::now();
+    while app.sql_count("SELECT count(*) FROM outbox WHERE state = 'sent'") != 1 {
+        assert!(start.elapsed() < WAIT);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        app.sql_count("SELECT count(*) FROM outbox WHERE state = 'folded'"),
+        2
+    );
+    assert_eq!(
+        app.x
+            .seen()
+            .iter()
+            .filter(|s| s.path == "/2/tweets")
+            .count(),
+        1
+    );
+    app.stop().await;
+}
