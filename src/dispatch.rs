@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{self, UnixMillis};
 use crate::config::Dispatch;
 use crate::config::secret::Secret;
+use crate::failpoint;
 use crate::health::{Health, Hold};
 use crate::outbox::{Finish, Item, Store, StoreError};
 use crate::ratelimit::{self, Gate};
@@ -149,7 +150,9 @@ impl Worker {
             Ok(ready) => ready,
             Err(until) => return Ok(Some(wait_until(now, until))),
         };
+        failpoint::hit(failpoint::AFTER_SENDING);
         let answer = self.send(&item).await;
+        failpoint::hit(failpoint::AFTER_ANSWER);
         self.record(&item, answer, cost).await?;
         Ok(None)
     }

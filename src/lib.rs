@@ -25,6 +25,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dispatch;
+pub mod failpoint;
 pub mod fanout;
 pub mod health;
 pub mod ingress;

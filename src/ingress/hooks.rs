@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock;
 use crate::config::secret::Secret;
+use crate::failpoint;
 use crate::ingress::AppState;
 use crate::normalize::{self, Handshake};
 use crate::outbox::{NewDelivery, StoreError};
@@ -186,6 +187,7 @@ async fn handle(
             )
         }
         Ok(r) => {
+            failpoint::hit(failpoint::AFTER_COMMIT);
             state.fanout.notify_one();
             tracing::debug!(source = %source_id, id = %r.id, event = meta.event.as_deref().unwrap_or("-"), "Webhook stored.");
             (

@@ -10,14 +10,19 @@ use crate::support::{
     SECRET, WAIT, config_toml, expected_issue_tweet, github_signature, issue_opened, sql_count,
 };
 
-struct Daemon {
+pub struct Daemon {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Daemon {
     /// Starts the binary on a free port and waits until /healthz answers.
-    async fn start(dir: &Path, x: &FakeX) -> Daemon {
+    pub async fn start(dir: &Path, x: &FakeX) -> Daemon {
+        Daemon::start_env(dir, x, &[]).await
+    }
+
+    /// Starts with extra environment variables (a failpoint).
+    async fn start_env(dir: &Path, x: &FakeX, env: &[(&str, &str)]) -> Daemon {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -38,6 +43,7 @@ impl Daemon {
             .args(["run", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -62,21 +68,36 @@ impl Daemon {
     }
 
     async fn post_issue(&self, delivery: &str, title: &str) -> u16 {
+        self.try_post_issue(delivery, title).await.unwrap()
+    }
+
+    /// Posts a delivery; `None` when the connection broke before an answer.
+    pub async fn try_post_issue(&self, delivery: &str, title: &str) -> Option<u16> {
         let body = issue_opened(title);
-        reqwest::Client::new()
+        let res = reqwest::Client::new()
             .post(format!("{}/hooks/gh", self.url))
             .header("x-github-event", "issues")
             .header("x-github-delivery", delivery)
             .header("x-hub-signature-256", github_signature(SECRET, &body))
             .body(body)
             .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+            .await;
+        res.ok().map(|r| r.status().as_u16())
     }
 
-    fn sigkill(mut self) {
+    /// Waits for the process to end by itself (a failpoint aborted it), letting the fake X run meanwhile.
+    async fn wait_exit(mut self) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < WAIT, "the failpoint was not reached");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn sigkill(mut self) {
         self.child.kill().unwrap();
         let status = self.child.wait().unwrap();
         assert!(!status.success(), "SIGKILL must not look like a clean exit");
@@ -244,4 +265,75 @@ async fn sigterm_stops_cleanly_and_keeps_the_queue() {
         x.wait_for_tweets(1, WAIT).await,
         vec![expected_issue_tweet("held over a restart")]
     );
+}
+
+#[tokio::test]
+async fn failpoint_after_commit_before_the_answer() {
+    let x = FakeX::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_env(dir.path(), &x, &[("CHIRPD_FAILPOINT", "after-commit")]).await;
+    // The delivery is committed, then the process dies before answering: the sender sees no 2xx.
+    assert_eq!(d.try_post_issue("f1", "committed, unanswered").await, None);
+    assert!(!d.wait_exit().await.success());
+    assert_eq!(
+        sql_count(&store(dir.path()), "SELECT count(*) FROM deliveries"),
+        1
+    );
+    let d = Daemon::start(dir.path(), &x).await;
+    assert_eq!(
+        x.wait_for_tweets(1, WAIT).await,
+        vec![expected_issue_tweet("committed, unanswered")]
+    );
+    // The sender retries the delivery it saw fail: acknowledged as a duplicate, not posted again.
+    assert_eq!(d.post_issue("f1", "committed, unanswered").await, 200);
+    wait_sent(dir.path(), 1).await;
+    assert_eq!(x.tweets().len(), 1);
+    assert_eq!(integrity(dir.path()), "ok");
+}
+
+#[tokio::test]
+async fn failpoint_after_marking_sending_before_the_request() {
+    let x = FakeX::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_env(dir.path(), &x, &[("CHIRPD_FAILPOINT", "after-sending")]).await;
+    assert_eq!(d.post_issue("f2", "claimed, never sent").await, 202);
+    assert!(!d.wait_exit().await.success());
+    assert_eq!(
+        sql_count(
+            &store(dir.path()),
+            "SELECT count(*) FROM outbox WHERE state = 'sending'"
+        ),
+        1
+    );
+    assert!(
+        x.seen().iter().all(|s| s.path != "/2/tweets"),
+        "no request was made"
+    );
+    let _d = Daemon::start(dir.path(), &x).await;
+    assert_eq!(
+        x.wait_for_tweets(1, WAIT).await,
+        vec![expected_issue_tweet("claimed, never sent")]
+    );
+    wait_sent(dir.path(), 1).await;
+    assert_eq!(x.seen().iter().filter(|s| s.path == "/2/tweets").count(), 1);
+    assert_eq!(integrity(dir.path()), "ok");
+}
+
+#[tokio::test]
+async fn failpoint_after_the_answer_before_recording_it() {
+    let x = FakeX::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_env(dir.path(), &x, &[("CHIRPD_FAILPOINT", "after-answer")]).await;
+    assert_eq!(d.post_issue("f3", "posted, not recorded").await, 202);
+    assert!(!d.wait_exit().await.success());
+    assert_eq!(x.tweets().len(), 1, "X created the post before the crash");
+    let _d = Daemon::start(dir.path(), &x).await;
+    wait_sent(dir.path(), 1).await;
+    // Sent again with the same text; X's duplicate-content answer closes it without a second post.
+    assert_eq!(
+        x.tweets(),
+        vec![expected_issue_tweet("posted, not recorded")]
+    );
+    assert_eq!(x.seen().iter().filter(|s| s.path == "/2/tweets").count(), 2);
+    assert_eq!(integrity(dir.path()), "ok");
 }
