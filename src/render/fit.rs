@@ -352,3 +352,57 @@ mod tests {
         assert!(f.text.ends_with("word…"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn word() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z]{1,12}",
+            "[A-Z][a-z]{0,8}[.,!?]?",
+            Just("日本語".to_string()),
+            Just("👍🏽".to_string()),
+            Just("👨‍👩‍👧‍👦".to_string()),
+            "https://github\\.com/[a-z]{1,10}/[a-z]{1,10}/issues/[0-9]{1,5}",
+            "@[a-z_]{1,15}",
+            "#[a-z]{2,10}",
+            "[a-z]{30,80}",
+        ]
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            (word(), prop_oneof![Just(" "), Just("\n"), Just("  ")]),
+            0..120,
+        )
+        .prop_map(|ws| {
+            ws.into_iter()
+                .map(|(w, s)| format!("{w}{s}"))
+                .collect::<String>()
+        })
+    }
+
+    proptest! {
+        /// Whatever the text, the fit is within the limit, measured right, and every link in it is one of
+        /// the input's links, whole.
+        #[test]
+        fn the_fit_is_always_within_the_limit_with_links_intact(t in text()) {
+            for limit in [Limit::Tweet, Limit::Mastodon] {
+                let f = fit(&t, limit);
+                prop_assert!(f.length <= limit.max(), "{} > {}", f.length, limit.max());
+                prop_assert_eq!(f.length, limit.measure(&f.text));
+                let extractor = Extractor::new();
+                let input_links = extractor.extract_urls(&t.nfc().collect::<String>());
+                for link in extractor.extract_urls(&f.text) {
+                    prop_assert!(input_links.contains(&link), "{} is not an input link", link);
+                }
+                if !f.shortened {
+                    prop_assert_eq!(f.text, t.nfc().collect::<String>());
+                }
+            }
+        }
+    }
+}

@@ -215,3 +215,26 @@ mod tests {
         assert!(t.add_condition("w3", "1 %} x {% if 1", origin(4)).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any template text, valid or not, compiles or fails with a location, and renders or fails,
+        /// without panicking; the fuel limit bounds the work.
+        #[test]
+        fn arbitrary_templates_never_panic(src in "[{}%#a-z._()'\" |0-9=<>-]{0,80}") {
+            let mut t = Templates::default();
+            let origin = Origin { file: "t".into(), first_line: 1 };
+            if t.add("x", src, origin).is_ok() {
+                let e = crate::normalize::Event::bare("github", "issues.opened".into());
+                let _ = t.render("x", &context(&e, &serde_json::json!({"a": [1, 2]})));
+            } else {
+                prop_assert!(t.render("x", &minijinja::Value::UNDEFINED).is_err());
+            }
+        }
+    }
+}

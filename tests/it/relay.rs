@@ -476,3 +476,64 @@ async fn poll_ready(app: &TestApp, want: bool) -> Value {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The outbound fault matrix: each fault, then the same expectations — nothing lost, nothing posted twice.
+#[tokio::test]
+async fn outbound_faults_lose_nothing_and_post_nothing_twice() {
+    let faults: Vec<(&str, Vec<Script>)> = vec![
+        (
+            "502",
+            vec![Script::Answer {
+                status: 502,
+                headers: vec![],
+                body: "<html>Bad Gateway</html>".into(),
+            }],
+        ),
+        ("timeout before X created the post", vec![Script::Hang]),
+        (
+            "timeout after X created the post",
+            vec![Script::CreateThenHang],
+        ),
+        ("connection dropped before creating", vec![Script::Drop]),
+        (
+            "connection dropped after creating",
+            vec![Script::CreateThenDrop],
+        ),
+        (
+            "slow answer",
+            vec![Script::Delay(Duration::from_millis(1500))],
+        ),
+        (
+            "two failures in a row",
+            vec![
+                Script::Drop,
+                Script::Answer {
+                    status: 503,
+                    headers: vec![],
+                    body: "{}".into(),
+                },
+            ],
+        ),
+    ];
+    for (name, scripts) in faults {
+        let app = TestApp::start().await;
+        for s in scripts {
+            app.x.script(s);
+        }
+        assert_eq!(
+            app.github("issues", "f", &issue_opened(name))
+                .await
+                .status(),
+            202,
+            "{name}"
+        );
+        wait_for_state(&app, "sent", 1).await;
+        assert_eq!(app.x.tweets(), vec![expected_issue_tweet(name)], "{name}");
+        assert_eq!(
+            app.sql_count("SELECT count(*) FROM outbox WHERE state <> 'sent'"),
+            0,
+            "{name}"
+        );
+        app.stop().await;
+    }
+}

@@ -38,6 +38,12 @@ pub enum Script {
     CreateThenHang,
     /// Wait this long, then answer as usual: a slow X.
     Delay(std::time::Duration),
+    /// Never answer and create nothing: the client times out.
+    Hang,
+    /// Create the post, then drop the connection without an answer.
+    CreateThenDrop,
+    /// Drop the connection without creating anything.
+    Drop,
 }
 
 /// One request the fake received.
@@ -272,6 +278,16 @@ async fn create_tweet(
             unreachable!()
         }
         Some(Script::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Script::Hang) => {
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+        Some(Script::CreateThenDrop) => {
+            inner.lock().unwrap().tweets.push(text.unwrap_or_default());
+            // A panic in the handler makes the server drop the connection mid-request.
+            panic!("fake X drops the connection after creating the post");
+        }
+        Some(Script::Drop) => panic!("fake X drops the connection"),
         None => {}
     }
     let Some(text) = text else {
