@@ -181,17 +181,22 @@ pub enum Finish {
     },
 }
 
-/// The store handle. Cheap to clone; all clones share one writer thread.
+/// The store handle. Cheap to clone; all clones share one writer thread and one read connection.
 #[derive(Clone)]
 pub struct Store {
+    /// Every change, batched into group commits.
     writer: sqlite::Writer,
+    /// Queries, which need no commit.
+    reader: sqlite::Reader,
 }
 
 impl Store {
     /// Opens the store at `path`, creating and migrating it as needed.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let writer = sqlite::Writer::open(path)?;
         Ok(Store {
-            writer: sqlite::Writer::open(path)?,
+            writer,
+            reader: sqlite::Reader::open(path)?,
         })
     }
 
@@ -205,7 +210,7 @@ impl Store {
 
     /// Deliveries not yet turned into outbox items, oldest first.
     pub async fn unplanned(&self, limit: usize) -> Result<Vec<StoredDelivery>, StoreError> {
-        self.writer.call(move |c| sqlite::unplanned(c, limit)).await
+        self.reader.call(move |c| sqlite::unplanned(c, limit)).await
     }
 
     /// Stores a delivery's outbox items and marks it planned, in one transaction, so that a crash
@@ -247,7 +252,7 @@ impl Store {
             recipient.to_string(),
             subject.to_string(),
         );
-        self.writer
+        self.reader
             .call(move |c| sqlite::settling(c, &destination, &recipient, &subject))
             .await
     }
@@ -268,7 +273,7 @@ impl Store {
     /// When the earliest waiting item of `destination` becomes due.
     pub async fn next_due(&self, destination: &str) -> Result<Option<UnixMillis>, StoreError> {
         let destination = destination.to_string();
-        self.writer
+        self.reader
             .call(move |c| sqlite::next_due(c, &destination))
             .await
     }
@@ -294,7 +299,7 @@ impl Store {
         since: UnixMillis,
     ) -> Result<(u32, Option<UnixMillis>), StoreError> {
         let destination = destination.to_string();
-        self.writer
+        self.reader
             .call(move |c| sqlite::ledger(c, &destination, since))
             .await
     }
@@ -324,7 +329,7 @@ impl Store {
         destination: &str,
     ) -> Result<Option<(UnixMillis, String)>, StoreError> {
         let destination = destination.to_string();
-        self.writer
+        self.reader
             .call(move |c| sqlite::blocked(c, &destination))
             .await
     }
@@ -334,14 +339,14 @@ impl Store {
         state: Option<ItemState>,
         limit: usize,
     ) -> Result<Vec<Item>, StoreError> {
-        self.writer
+        self.reader
             .call(move |c| sqlite::items(c, state, limit))
             .await
     }
 
     pub async fn item(&self, id: &str) -> Result<Option<Item>, StoreError> {
         let id = id.to_string();
-        self.writer.call(move |c| sqlite::item(c, &id)).await
+        self.reader.call(move |c| sqlite::item(c, &id)).await
     }
 
     /// Puts a dead, waiting or pending item back in the queue, due now.
@@ -376,7 +381,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Item>, StoreError> {
         let destination = destination.to_string();
-        self.writer
+        self.reader
             .call(move |c| sqlite::due(c, &destination, now, limit))
             .await
     }
@@ -426,7 +431,7 @@ impl Store {
         since: UnixMillis,
     ) -> Result<i64, StoreError> {
         let destination = destination.to_string();
-        self.writer
+        self.reader
             .call(move |c| sqlite::spent_since(c, &destination, since))
             .await
     }
@@ -434,7 +439,7 @@ impl Store {
     /// A DM recipient's user id, if resolved before.
     pub async fn user_id(&self, username: &str) -> Result<Option<String>, StoreError> {
         let username = username.to_ascii_lowercase();
-        self.writer
+        self.reader
             .call(move |c| sqlite::user_id(c, &username))
             .await
     }
@@ -458,7 +463,7 @@ impl Store {
     ) -> Result<Option<(Secret, Option<Secret>, UnixMillis)>, StoreError> {
         let destination = destination.to_string();
         let found = self
-            .writer
+            .reader
             .call(move |c| sqlite::tokens(c, &destination))
             .await?;
         Ok(found.map(|(a, r, e)| (Secret::new(a), r.map(Secret::new), e)))
@@ -490,7 +495,7 @@ impl Store {
 
     /// Outbox items per state.
     pub async fn counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.writer.call(sqlite::counts).await
+        self.reader.call(sqlite::counts).await
     }
 
     /// Keeps a secret a source learned at a handshake (Asana's `X-Hook-Secret`), replacing any earlier one.
@@ -509,14 +514,14 @@ impl Store {
     pub async fn learned_secret(&self, source: &str) -> Result<Option<Secret>, StoreError> {
         let source = source.to_string();
         let found = self
-            .writer
+            .reader
             .call(move |c| sqlite::learned_secret(c, &source))
             .await?;
         Ok(found.map(Secret::new))
     }
 
     pub async fn delivery_count(&self) -> Result<i64, StoreError> {
-        self.writer.call(sqlite::delivery_count).await
+        self.reader.call(sqlite::delivery_count).await
     }
 }
 

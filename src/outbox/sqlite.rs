@@ -29,6 +29,45 @@ pub struct Writer {
     jobs: mpsc::Sender<Job>,
 }
 
+/// A read-only connection for queries, so that reads neither wait for nor add to the writer's commits.
+/// In WAL mode a reader sees every transaction committed before its statement began.
+#[derive(Clone)]
+pub struct Reader {
+    conn: std::sync::Arc<std::sync::Mutex<Connection>>,
+}
+
+impl Reader {
+    /// Opens a read-only connection to a database the writer already created and migrated.
+    pub fn open(path: &Path) -> Result<Reader, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(unavailable)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
+        Ok(Reader {
+            conn: std::sync::Arc::new(std::sync::Mutex::new(conn)),
+        })
+    }
+
+    /// Runs a query on a blocking thread.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = conn
+                .lock()
+                .map_err(|_| StoreError::Unavailable("the read connection is poisoned".to_string()))?;
+            f(&guard)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+}
+
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
