@@ -12,8 +12,9 @@ import sys
 secret = sys.argv[1].encode()
 count = int(sys.argv[2])
 out = sys.argv[3]
-
-filler = "lorem ipsum dolor sit amet " * 90  # pads the body to about 3 KB
+# The filler pads the body: 90 repetitions make about 3 KB; fewer make smaller bodies.
+repeat = int(sys.argv[4]) if len(sys.argv) > 4 else 90
+filler = "lorem ipsum dolor sit amet " * repeat
 with open(out, "w") as f:
     for i in range(count):
         body = json.dumps(

@@ -8,11 +8,11 @@
 use http::HeaderMap;
 use serde_json::Value;
 
-use crate::normalize::{DeliveryMeta, Event, EventKind, excerpt, str_at};
+use crate::normalize::{DeliveryMeta, Event, EventKind, excerpt, header_text, str_at};
 
 pub fn standard_meta(headers: &HeaderMap) -> DeliveryMeta {
     DeliveryMeta {
-        delivery_id: text(headers, "webhook-id").or_else(|| text(headers, "svix-id")),
+        delivery_id: header_text(headers, "webhook-id").or_else(|| header_text(headers, "svix-id")),
         // Standard Webhooks signs `{id}.{timestamp}.{body}`, so the id cannot be forged.
         id_is_signed: true,
         event: None,
@@ -25,9 +25,9 @@ pub fn hmac_meta(
     event_header: Option<&str>,
 ) -> DeliveryMeta {
     DeliveryMeta {
-        delivery_id: delivery_header.and_then(|h| text(headers, h)),
+        delivery_id: delivery_header.and_then(|h| header_text(headers, h)),
         id_is_signed: false,
-        event: event_header.and_then(|h| text(headers, h)),
+        event: event_header.and_then(|h| header_text(headers, h)),
     }
 }
 
@@ -47,15 +47,6 @@ pub fn normalize(provider: &'static str, event: Option<&str>, p: &Value) -> Even
         .or_else(|| str_at(p, "/data/summary"))
         .and_then(|s| excerpt(&s));
     e
-}
-
-fn text(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
 }
 
 #[cfg(test)]

@@ -8,17 +8,12 @@
 use http::HeaderMap;
 use serde_json::Value;
 
-use crate::normalize::{Attachment, DeliveryMeta, Event, EventKind, excerpt, is_image, str_at};
+use crate::normalize::{
+    Attachment, DeliveryMeta, Event, EventKind, excerpt, header_text, is_image, str_at,
+};
 
 pub fn meta(headers: &HeaderMap) -> DeliveryMeta {
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
+    let get = |name: &str| header_text(headers, name);
     DeliveryMeta {
         delivery_id: get("x-github-delivery"),
         // The delivery GUID is not covered by GitHub's HMAC.

@@ -316,7 +316,8 @@ impl Event {
     }
 }
 
-fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+/// A header's trimmed, non-empty text.
+pub(crate) fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())

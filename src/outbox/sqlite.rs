@@ -44,7 +44,8 @@ impl Reader {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(unavailable)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(unavailable)?;
         Ok(Reader {
             conn: std::sync::Arc::new(std::sync::Mutex::new(conn)),
         })
@@ -58,9 +59,9 @@ impl Reader {
     {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let guard = conn
-                .lock()
-                .map_err(|_| StoreError::Unavailable("the read connection is poisoned".to_string()))?;
+            let guard = conn.lock().map_err(|_| {
+                StoreError::Unavailable("the read connection is poisoned".to_string())
+            })?;
             f(&guard)
         })
         .await

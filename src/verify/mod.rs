@@ -108,3 +108,24 @@ pub(crate) fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<&'h str, 
         reason: "not visible ASCII",
     })
 }
+
+/// Checks a signed Unix-seconds timestamp header against now, both ways, within `tolerance_secs`.
+pub(crate) fn check_timestamp(
+    header_name: &str,
+    value: &str,
+    now: UnixMillis,
+    tolerance_secs: i64,
+) -> Result<(), VerifyError> {
+    let ts_secs: i64 = value.trim().parse().map_err(|_| VerifyError::Malformed {
+        header: header_name.to_string(),
+        reason: "not an integer number of seconds",
+    })?;
+    let skew = now.div_euclid(1000) - ts_secs;
+    if skew.abs() > tolerance_secs {
+        return Err(VerifyError::Stale {
+            skew_secs: skew,
+            tolerance_secs,
+        });
+    }
+    Ok(())
+}

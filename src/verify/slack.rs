@@ -6,7 +6,7 @@ use http::HeaderMap;
 use crate::clock::UnixMillis;
 use crate::config::secret::Secret;
 use crate::verify::mac::{self, Algorithm};
-use crate::verify::{VerifyError, header};
+use crate::verify::{VerifyError, check_timestamp, header};
 
 #[derive(Debug, Clone)]
 pub struct Slack {
@@ -22,17 +22,7 @@ impl Slack {
         now: UnixMillis,
     ) -> Result<(), VerifyError> {
         let ts = header(headers, "x-slack-request-timestamp")?;
-        let ts_secs: i64 = ts.trim().parse().map_err(|_| VerifyError::Malformed {
-            header: "X-Slack-Request-Timestamp".into(),
-            reason: "not an integer number of seconds",
-        })?;
-        let skew = now.div_euclid(1000) - ts_secs;
-        if skew.abs() > self.tolerance_secs {
-            return Err(VerifyError::Stale {
-                skew_secs: skew,
-                tolerance_secs: self.tolerance_secs,
-            });
-        }
+        check_timestamp("X-Slack-Request-Timestamp", ts, now, self.tolerance_secs)?;
         let sig = header(headers, "x-slack-signature")?;
         let hex_digest = sig.strip_prefix("v0=").ok_or(VerifyError::Malformed {
             header: "X-Slack-Signature".into(),

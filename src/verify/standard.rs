@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretSlice};
 
 use crate::clock::UnixMillis;
 use crate::verify::mac::{self, Algorithm};
-use crate::verify::{VerifyError, header};
+use crate::verify::{VerifyError, check_timestamp, header};
 
 #[derive(Clone)]
 pub struct Standard {
@@ -69,17 +69,7 @@ impl Standard {
                 Err(_) => return Err(missing),
             },
         };
-        let ts_secs: i64 = ts.trim().parse().map_err(|_| VerifyError::Malformed {
-            header: "webhook-timestamp".to_string(),
-            reason: "not an integer number of seconds",
-        })?;
-        let skew = now.div_euclid(1000) - ts_secs;
-        if skew.abs() > self.tolerance_secs {
-            return Err(VerifyError::Stale {
-                skew_secs: skew,
-                tolerance_secs: self.tolerance_secs,
-            });
-        }
+        check_timestamp("webhook-timestamp", ts, now, self.tolerance_secs)?;
         let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts.as_bytes(), b".", body];
         let key = self.key.expose_secret();
         let mut saw_v1 = false;
