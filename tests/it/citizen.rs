@@ -21,14 +21,15 @@ fn events_in(text: &str) -> usize {
 #[tokio::test]
 async fn fifty_events_against_five_a_day_become_at_most_five_posts_counting_every_event() {
     let x = FakeX::start().await;
-    let dir = tempfile::tempdir().unwrap();
     let dest = format!(
         "[destinations.team]\nkind = \"x\"\napi_base = \"{}\"\n{}limits = [\"5/24h\"]\noverflow = \"digest\"\ndigest_delay = \"1500ms\"\n",
         x.url,
         oauth1_lines()
     );
-    let text = config_with(&dir.path().join("chirpd.db"), &dest, "\"team\"");
-    let app = TestApp::start_text(dir, x, &text).await;
+    // The account starts public, so the guard holds everything until all 50 are queued: the test does
+    // not depend on how fast the requests arrive.
+    x.set_protected(false);
+    let app = TestApp::with_destinations(x, &dest, "\"team\"").await;
     let mut sends = Vec::new();
     for i in 0..50 {
         let body = issue_opened(&format!("event {i}"));
@@ -50,6 +51,12 @@ async fn fifty_events_against_five_a_day_become_at_most_five_posts_counting_ever
     for s in sends {
         assert_eq!(s.await.unwrap(), 202);
     }
+    let start = Instant::now();
+    while app.sql_count("SELECT count(*) FROM outbox WHERE state = 'pending'") != 50 {
+        assert!(start.elapsed() < WAIT, "the 50 items were not queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.x.set_protected(true);
     // Every event ends up in a post: its own, or a digest's count.
     let start = Instant::now();
     loop {
@@ -90,26 +97,16 @@ async fn fifty_events_against_five_a_day_become_at_most_five_posts_counting_ever
 #[tokio::test]
 async fn an_exhausted_budget_holds_posts_and_links_go_first() {
     let x = FakeX::start().await;
-    let dir = tempfile::tempdir().unwrap();
     // $0.25 a month: one post with a link ($0.20), then posts without links ($0.015) fit three more.
     let dest = format!(
         "[destinations.team]\nkind = \"x\"\napi_base = \"{}\"\n{}budget = 0.25\nurl_policy = \"drop_over_budget\"\n",
         x.url,
         oauth1_lines()
     );
-    let text = config_with(&dir.path().join("chirpd.db"), &dest, "\"team\"");
-    let app = TestApp::start_text(dir, x, &text).await;
+    let app = TestApp::with_destinations(x, &dest, "\"team\"").await;
     for i in 0..5 {
-        assert_eq!(
-            app.github(
-                "issues",
-                &format!("b{i}"),
-                &issue_opened(&format!("paid {i}"))
-            )
-            .await
-            .status(),
-            202
-        );
+        app.accept_issue(format!("b{i}"), &format!("paid {i}"))
+            .await;
         // One at a time, so that the order of spending is known.
         app.x.wait_for_tweets((i + 1).min(4), WAIT).await;
     }
@@ -177,20 +174,13 @@ async fn direct_messages_go_to_each_recipient_and_a_refusal_fails_only_that_one(
     x.add_user("alice", "1001");
     x.add_user("refuser", "1003");
     x.refuse_dms("1003");
-    let dir = tempfile::tempdir().unwrap();
     let dest = format!(
         "[destinations.dms]\nkind = \"x_dm\"\napi_base = \"{}\"\n{}recipients = [\"@alice\", \"1002\", \"@refuser\", \"@nobody\"]\n",
         x.url,
         oauth1_lines()
     );
-    let text = config_with(&dir.path().join("chirpd.db"), &dest, "\"dms\"");
-    let app = TestApp::start_text(dir, x, &text).await;
-    assert_eq!(
-        app.github("issues", "d1", &issue_opened("for the team"))
-            .await
-            .status(),
-        202
-    );
+    let app = TestApp::with_destinations(x, &dest, "\"dms\"").await;
+    app.accept_issue("d1", "for the team").await;
     let start = Instant::now();
     while app.sql_count("SELECT count(*) FROM outbox WHERE state IN ('sent', 'dead')") < 4 {
         assert!(start.elapsed() < WAIT, "DMs not settled");
@@ -216,12 +206,7 @@ async fn direct_messages_go_to_each_recipient_and_a_refusal_fails_only_that_one(
     );
     // Usernames are resolved once: a second event looks nobody up again except the unknown one.
     let lookups = app.x.user_lookups();
-    assert_eq!(
-        app.github("issues", "d2", &issue_opened("again"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("d2", "again").await;
     let start = Instant::now();
     while app.x.dms().len() < 4 {
         assert!(start.elapsed() < WAIT, "second DMs not sent");
@@ -239,21 +224,14 @@ async fn direct_messages_go_to_each_recipient_and_a_refusal_fails_only_that_one(
 async fn mastodon_gets_private_statuses_with_an_idempotency_key() {
     let x = FakeX::start().await;
     let m = FakeMastodon::start().await;
-    let dir = tempfile::tempdir().unwrap();
     let dest = format!(
         "[destinations.toot]\nkind = \"mastodon\"\ninstance = \"{}\"\ntoken = \"{}\"\n",
         m.url,
         fake_mastodon::TOKEN
     );
-    let text = config_with(&dir.path().join("chirpd.db"), &dest, "\"toot\"");
-    let app = TestApp::start_text(dir, x, &text).await;
+    let app = TestApp::with_destinations(x, &dest, "\"toot\"").await;
     let long_title = "word ".repeat(150);
-    assert_eq!(
-        app.github("issues", "m1", &issue_opened(&long_title))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("m1", &long_title).await;
     let start = Instant::now();
     while m.statuses().is_empty() {
         assert!(start.elapsed() < WAIT, "no status");
@@ -294,22 +272,12 @@ async fn oauth2_tokens_from_chirpd_auth_refresh_and_rotate_across_restarts() {
 
     // The daemon posts with the stored access token.
     let app = TestApp::start_text(tempfile_dir_reuse(dir), x, &text).await;
-    assert_eq!(
-        app.github("issues", "o1", &issue_opened("with oauth2"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("o1", "with oauth2").await;
     app.x.wait_for_tweets(1, WAIT).await;
 
     // The access token dies: a 401 makes chirpd refresh once, store the rotated tokens, and post.
     app.x.expire_access_tokens();
-    assert_eq!(
-        app.github("issues", "o2", &issue_opened("after a refresh"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("o2", "after a refresh").await;
     app.x.wait_for_tweets(2, WAIT).await;
     assert_eq!(app.x.refresh_token().as_deref(), Some("refresh-2"));
     let (dir, x) = app.stop().await;
@@ -317,12 +285,7 @@ async fn oauth2_tokens_from_chirpd_auth_refresh_and_rotate_across_restarts() {
     // After a restart, only the rotated refresh token works; chirpd must have kept it.
     x.expire_access_tokens();
     let app = TestApp::start_text(dir, x, &text).await;
-    assert_eq!(
-        app.github("issues", "o3", &issue_opened("after a restart"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("o3", "after a restart").await;
     app.x.wait_for_tweets(3, WAIT).await;
     assert_eq!(app.x.refresh_token().as_deref(), Some("refresh-3"));
     assert!(
@@ -418,12 +381,7 @@ async fn tokens_close_to_expiry_are_refreshed_before_use() {
     std::fs::write(&config, &text).unwrap();
     authorize(&x, &config);
     let app = TestApp::start_text(dir, x, &text).await;
-    assert_eq!(
-        app.github("issues", "e1", &issue_opened("fresh token"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("e1", "fresh token").await;
     app.x.wait_for_tweets(1, WAIT).await;
     // No request was refused: the refresh came first.
     assert!(app.x.seen().iter().all(|s| s.signature_ok));
@@ -439,13 +397,11 @@ fn tempfile_dir_reuse(dir: tempfile::TempDir) -> tempfile::TempDir {
 #[tokio::test]
 async fn a_refused_refresh_token_pauses_the_destination_and_says_why() {
     let x = FakeX::start().await;
-    let dir = tempfile::tempdir().unwrap();
     let dest = format!(
         "[destinations.team]\nkind = \"x\"\napi_base = \"{}\"\nauth = \"oauth2\"\nclient_id = \"test-client\"\n",
         x.url
     );
-    let text = config_with(&dir.path().join("chirpd.db"), &dest, "\"team\"");
-    let app = TestApp::start_text(dir, x, &text).await;
+    let app = TestApp::with_destinations(x, &dest, "\"team\"").await;
     // No tokens at all: held, and /readyz names the command to run.
     let start = Instant::now();
     loop {
@@ -479,14 +435,12 @@ async fn a_refused_refresh_token_pauses_the_destination_and_says_why() {
 #[tokio::test]
 async fn quick_updates_settle_into_one_post_with_the_final_state() {
     let x = FakeX::start().await;
-    let dir = tempfile::tempdir().unwrap();
     let dest = format!(
         "[destinations.team]\nkind = \"x\"\napi_base = \"{}\"\n{}settle = \"1s\"\n",
         x.url,
         oauth1_lines()
     );
-    let text = config_with(&dir.path().join("chirpd.db"), &dest, "\"team\"");
-    let app = TestApp::start_text(dir, x, &text).await;
+    let app = TestApp::with_destinations(x, &dest, "\"team\"").await;
     let with_labels = |action: &str, labels: &[&str]| {
         let mut v: Value =
             serde_json::from_slice(&crate::support::fixture("issues.opened.json")).unwrap();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::fake_x::Script;
-use crate::support::{TestApp, WAIT, expected_issue_tweet, issue_opened};
+use crate::support::{TestApp, WAIT, expected_issue_tweet};
 
 async fn ready(app: &TestApp) -> Value {
     app.http
@@ -45,12 +45,7 @@ async fn a_valid_reload_applies_the_new_routes_and_an_invalid_one_changes_nothin
     )
     .unwrap();
     app.control.reload.notify_one();
-    assert_eq!(
-        app.github("issues", "a", &issue_opened("before"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("a", "before").await;
     assert_eq!(
         app.x.wait_for_tweets(1, WAIT).await,
         vec![expected_issue_tweet("before")]
@@ -66,12 +61,7 @@ async fn a_valid_reload_applies_the_new_routes_and_an_invalid_one_changes_nothin
     std::fs::write(&app.config_path, format!("{original}{extra}")).unwrap();
     app.control.reload.notify_one();
     wait_until(&app, "the reload was not applied", |r| r["routes"] == 6).await;
-    assert_eq!(
-        app.github("issues", "b", &issue_opened("after"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("b", "after").await;
     let mut tweets = app.x.wait_for_tweets(3, WAIT).await;
     tweets.sort();
     assert_eq!(
@@ -111,12 +101,7 @@ async fn metrics_are_exposed_and_move() {
     let accepted = r#"chirpd_webhooks_total{source="gh",outcome="accepted"}"#;
     let refused = r#"chirpd_webhooks_total{source="gh",outcome="unauthorized"}"#;
     let sent = r#"chirpd_posts_total{destination="team",outcome="sent"}"#;
-    assert_eq!(
-        app.github("issues", "m1", &issue_opened("measured"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("m1", "measured").await;
     let forged = app
         .http
         .post(app.url("/hooks/gh"))
@@ -219,12 +204,7 @@ async fn the_queue_cli_repairs_a_live_store() {
         body: r#"{"title":"Invalid Request","detail":"temporarily broken","type":"about:blank"}"#
             .into(),
     });
-    assert_eq!(
-        app.github("issues", "q1", &issue_opened("first try"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("q1", "first try").await;
     let start = Instant::now();
     let dead = loop {
         if let Some(i) = items(&app).into_iter().find(|i| i["state"] == "dead") {
@@ -254,19 +234,9 @@ async fn the_queue_cli_repairs_a_live_store() {
     assert!(!ok && text.contains("never retried"), "{text}");
 
     // The second request of the window posts; the third waits for the window and is dropped.
-    assert_eq!(
-        app.github("issues", "q2", &issue_opened("second"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("q2", "second").await;
     app.x.wait_for_tweets(2, WAIT).await;
-    assert_eq!(
-        app.github("issues", "q3", &issue_opened("never"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("q3", "never").await;
     let start = Instant::now();
     let held = loop {
         if let Some(i) = items(&app).into_iter().find(|i| i["state"] == "pending") {
@@ -312,12 +282,7 @@ async fn the_queue_cli_repairs_a_live_store() {
 async fn shutdown_waits_for_the_send_in_flight_and_nothing_is_posted_twice() {
     let app = TestApp::start().await;
     app.x.script(Script::Delay(Duration::from_millis(800)));
-    assert_eq!(
-        app.github("issues", "s1", &issue_opened("in flight"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("s1", "in flight").await;
     app.x.wait_for_requests("/2/tweets", 1, WAIT).await;
     // Stop while X has not answered yet: the send completes before the daemon returns.
     let (dir, x) = app.stop().await;
@@ -329,12 +294,7 @@ async fn shutdown_waits_for_the_send_in_flight_and_nothing_is_posted_twice() {
     );
     // A restart finds nothing to send again.
     let app = TestApp::start_in(dir, x, "").await;
-    assert_eq!(
-        app.github("issues", "s2", &issue_opened("next"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("s2", "next").await;
     assert_eq!(
         app.x.wait_for_tweets(2, WAIT).await,
         vec![

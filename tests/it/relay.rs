@@ -103,12 +103,7 @@ async fn a_forged_signature_gets_401_and_nothing_is_stored_or_posted() {
     );
 
     // A genuine delivery afterwards is the only thing stored and posted.
-    assert_eq!(
-        app.github("issues", "real-1", &issue_opened("real"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("real-1", "real").await;
     app.x.wait_for_tweets(1, WAIT).await;
     assert_eq!(app.x.tweets(), vec![expected_issue_tweet("real")]);
     assert_eq!(app.sql_count("SELECT count(*) FROM deliveries"), 1);
@@ -133,12 +128,7 @@ async fn a_repeated_delivery_posts_once() {
     assert_eq!(replay.json::<Value>().await.unwrap()["duplicate"], true);
 
     // A later distinct delivery is posted; by then the duplicates would have been too.
-    assert_eq!(
-        app.github("issues", "next", &issue_opened("next"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("next", "next").await;
     let tweets = app.x.wait_for_tweets(2, WAIT).await;
     assert_eq!(
         tweets,
@@ -152,12 +142,7 @@ async fn a_repeated_delivery_posts_once() {
 async fn duplicate_content_403_counts_as_sent() {
     let app = TestApp::start().await;
     app.x.preload(&expected_issue_tweet("already there"));
-    assert_eq!(
-        app.github("issues", "d", &issue_opened("already there"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("d", "already there").await;
     app.x.wait_for_requests("/2/tweets", 1, WAIT).await;
     wait_for_state(&app, "sent", 1).await;
     assert_eq!(app.x.tweets().len(), 1, "the fake still holds one copy");
@@ -181,12 +166,7 @@ async fn server_errors_and_timeouts_are_retried_until_sent() {
         headers: vec![],
         body: "oops".into(),
     });
-    assert_eq!(
-        app.github("issues", "d", &issue_opened("eventually"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("d", "eventually").await;
     let tweets = app.x.wait_for_tweets(1, WAIT).await;
     assert_eq!(tweets, vec![expected_issue_tweet("eventually")]);
     assert_eq!(
@@ -210,24 +190,14 @@ async fn request_errors_are_dead_lettered_with_the_reason() {
         headers: vec![],
         body: r#"{"title":"Invalid Request","detail":"One or more parameters to your request was invalid.","type":"https://api.x.com/2/problems/invalid-request"}"#.into(),
     });
-    assert_eq!(
-        app.github("issues", "bad", &issue_opened("refused"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("bad", "refused").await;
     wait_for_state(&app, "dead", 1).await;
     assert_eq!(
         app.sql_count("SELECT count(*) FROM outbox WHERE state = 'dead' AND last_error = 'X answered 400: One or more parameters to your request was invalid.'"),
         1
     );
     // The destination keeps working for the next item.
-    assert_eq!(
-        app.github("issues", "good", &issue_opened("fine"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("good", "fine").await;
     assert_eq!(
         app.x.wait_for_tweets(1, WAIT).await,
         vec![expected_issue_tweet("fine")]
@@ -248,18 +218,8 @@ async fn after_a_429_nothing_is_sent_before_the_reset() {
         ],
         body: r#"{"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429}"#.into(),
     });
-    assert_eq!(
-        app.github("issues", "a", &issue_opened("first"))
-            .await
-            .status(),
-        202
-    );
-    assert_eq!(
-        app.github("issues", "b", &issue_opened("second"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("a", "first").await;
+    app.accept_issue("b", "second").await;
     let tweets = app.x.wait_for_tweets(2, WAIT).await;
     assert_eq!(tweets.len(), 2);
     let posts = app.x.wait_for_requests("/2/tweets", 3, WAIT).await;
@@ -279,19 +239,9 @@ async fn after_a_429_nothing_is_sent_before_the_reset() {
 #[tokio::test]
 async fn own_limits_hold_posts_across_a_restart() {
     let app = TestApp::start_with(r#"limits = ["1/1h"]"#).await;
-    assert_eq!(
-        app.github("issues", "a", &issue_opened("one"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("a", "one").await;
     app.x.wait_for_tweets(1, WAIT).await;
-    assert_eq!(
-        app.github("issues", "b", &issue_opened("two"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("b", "two").await;
     wait_for_count(
         &app,
         "SELECT count(*) FROM outbox WHERE state = 'pending'",
@@ -324,12 +274,7 @@ async fn own_limits_hold_posts_across_a_restart() {
 async fn a_public_account_gets_no_tweet_until_it_is_protected() {
     let app = TestApp::start().await;
     app.x.set_protected(false);
-    assert_eq!(
-        app.github("issues", "a", &issue_opened("private news"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("a", "private news").await;
     // The guard asked X and holds the tweet; /readyz says why.
     app.x.wait_for_requests("/2/users/me", 1, WAIT).await;
     let ready = poll_ready(&app, false).await;
@@ -353,12 +298,7 @@ async fn a_public_account_gets_no_tweet_until_it_is_protected() {
 #[tokio::test]
 async fn dry_run_records_without_calling_x() {
     let app = TestApp::start_with("dry_run = true").await;
-    assert_eq!(
-        app.github("issues", "a", &issue_opened("rehearsal"))
-            .await
-            .status(),
-        202
-    );
+    app.accept_issue("a", "rehearsal").await;
     wait_for_state(&app, "sent", 1).await;
     assert!(
         app.x.seen().is_empty(),

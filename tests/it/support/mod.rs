@@ -156,6 +156,13 @@ impl TestApp {
         TestApp::start_text(dir, x, &text).await
     }
 
+    /// Starts a daemon on `config_with` for the given destinations, in a new temporary directory.
+    pub async fn with_destinations(x: FakeX, destinations: &str, to: &str) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let text = config_with(&dir.path().join("chirpd.db"), destinations, to);
+        TestApp::start_text(dir, x, &text).await
+    }
+
     /// Starts a daemon on a config text written into `dir` (the store is `dir/chirpd.db`).
     pub async fn start_text(dir: tempfile::TempDir, x: FakeX, text: &str) -> TestApp {
         let store_path = dir.path().join("chirpd.db");
@@ -194,6 +201,15 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Sends a signed GitHub `issues.opened` delivery with `title` and expects it accepted (202).
+    pub async fn accept_issue(&self, delivery: impl AsRef<str>, title: impl AsRef<str>) {
+        let status = self
+            .github("issues", delivery.as_ref(), &issue_opened(title.as_ref()))
+            .await
+            .status();
+        assert_eq!(status, 202, "delivery {}", delivery.as_ref());
     }
 
     /// Stops the daemon and waits for it to finish, returning the store's directory for reuse.
