@@ -2,7 +2,7 @@
 //!
 //! The ingress stores a verified delivery and answers at once; this task then runs the pure `plan`
 //! (normalize → route → render → fit) on it and stores the resulting outbox items and the delivery's new
-//! state in one transaction. A crash in between leaves the delivery `received`, and it is planned again on
+//! state in one transaction, a whole batch of deliveries per commit. A crash in between leaves the delivery `received`, and it is planned again on
 //! restart; the outbox's unique key (delivery, route, destination) makes that idempotent.
 
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock;
 use crate::config::Config;
 use crate::normalize::EventKind;
-use crate::outbox::{Merge, NewItem, Store, StoredDelivery};
+use crate::outbox::{Merge, NewItem, PlanRecord, Store, StoreError, StoredDelivery};
 use crate::plan;
 
 /// How many deliveries one store read fetches.
@@ -52,15 +52,34 @@ pub async fn run(
                 _ = shutdown.cancelled() => return,
             }
         }
-        for delivery in batch {
-            let cfg = config.borrow().clone();
-            if let Err(e) = plan_one(&store, &cfg, delivery).await {
-                tracing::error!(error = %e, "Cannot store a delivery's plan; it stays queued for planning.");
-                break;
-            }
+        let cfg = config.borrow().clone();
+        if let Err(e) = plan_batch(&store, &cfg, batch).await {
+            tracing::error!(error = %e, "Cannot store the deliveries' plans; they stay queued for planning.");
         }
         planned.send_modify(|n| *n = n.wrapping_add(1));
     }
+}
+
+/// Plans a batch and stores it in one commit. A plan that settles (it may merge with a pending post about
+/// the same subject) is stored on its own, after what came before it, so that the next one sees it.
+async fn plan_batch(
+    store: &Store,
+    cfg: &Config,
+    batch: Vec<StoredDelivery>,
+) -> Result<(), StoreError> {
+    let mut pending: Vec<PlanRecord> = Vec::new();
+    for delivery in batch {
+        let record = plan_one(store, cfg, delivery).await?;
+        let settles = record.items.iter().any(|i| i.subject.is_some());
+        pending.push(record);
+        if settles {
+            store.save_plans(std::mem::take(&mut pending)).await?;
+        }
+    }
+    if !pending.is_empty() {
+        store.save_plans(pending).await?;
+    }
+    Ok(())
 }
 
 /// For a settling destination: if an earlier post about the same subject is still waiting, the new one
@@ -112,27 +131,24 @@ async fn merge_with_pending(
     }))
 }
 
+/// Plans one delivery: pure planning, plus the store reads that settling needs. Writes nothing.
 async fn plan_one(
     store: &Store,
     cfg: &Config,
     d: StoredDelivery,
-) -> Result<(), crate::outbox::StoreError> {
+) -> Result<PlanRecord, StoreError> {
     let now = clock::now_ms();
     let Some(source) = cfg.sources.get(&d.source) else {
         let error = format!("source {:?} is no longer configured", d.source);
         tracing::warn!(delivery = %d.id, %error, "Delivery not planned.");
-        return store
-            .save_plan(d.id, "unknown".into(), None, Vec::new(), Some(error), now)
-            .await;
+        return Ok(unplannable(d.id, error, now));
     };
     let payload: serde_json::Value = match serde_json::from_slice(&d.body) {
         Ok(p) => p,
         Err(e) => {
             // The ingress only stores JSON, so this is a store written by something else.
             let error = format!("stored body is not JSON: {e}");
-            return store
-                .save_plan(d.id, "unknown".into(), None, Vec::new(), Some(error), now)
-                .await;
+            return Ok(unplannable(d.id, error, now));
         }
     };
     let plan = plan::plan(
@@ -198,14 +214,25 @@ async fn plan_one(
         "posted"
     };
     metrics::counter!("chirpd_deliveries_planned_total", "source" => d.source.clone(), "outcome" => outcome).increment(1);
-    store
-        .save_plan(
-            d.id,
-            plan.event.native.clone(),
-            plan.event.kind.map(|k| k.as_str()),
-            items,
-            errors,
-            now,
-        )
-        .await
+    Ok(PlanRecord {
+        delivery_id: d.id,
+        native: plan.event.native.clone(),
+        kind: plan.event.kind.map(|k| k.as_str()),
+        items,
+        error: errors,
+        now,
+    })
+}
+
+/// The record of a delivery that cannot be planned: kept, marked failed, with the reason.
+fn unplannable(delivery_id: String, error: String, now: i64) -> PlanRecord {
+    tracing::warn!(delivery = %delivery_id, %error, "Delivery not planned.");
+    PlanRecord {
+        delivery_id,
+        native: "unknown".into(),
+        kind: None,
+        items: Vec::new(),
+        error: Some(error),
+        now,
+    }
 }
