@@ -3,7 +3,7 @@
 # same run, at adnanh/webhook (a hook with a payload-hmac-sha256 rule running /bin/true).
 #
 # Usage: bench/ingest.sh [seconds=10] [connections=16]
-# Needs: python3, wrk and webhook (Debian packages; installed here with apt-get when missing).
+# Needs: python3, wrk, webhook, curl and sqlite3 (Debian packages; installed with apt-get when missing).
 # Every chirpd 202 is a delivery committed with fsync (WAL, synchronous=FULL) before the answer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ secs=${1:-10}
 conns=${2:-16}
 threads=2
 secret='bench-secret-0123456789'
-for tool in wrk webhook; do
+for tool in wrk webhook curl sqlite3; do
     command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$tool"; }
 done
 cargo build --release --locked -q

@@ -4,12 +4,12 @@
 # restarts chirpd and reports the time from exec to /readyz answering 200, and RSS after the restart.
 #
 # Usage: bench/queue.sh [deliveries=100000]
-# Needs: python3, wrk, sqlite3 (Debian packages; installed with apt-get when missing).
+# Needs: python3, wrk, sqlite3 and curl (Debian packages; installed with apt-get when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-100000}
 secret='bench-secret-0123456789'
-for tool in wrk sqlite3; do
+for tool in wrk sqlite3 curl; do
     command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$tool"; }
 done
 cargo build --release --locked -q

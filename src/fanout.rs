@@ -18,7 +18,7 @@ use crate::outbox::{Merge, NewItem, PlanRecord, Store, StoreError, StoredDeliver
 use crate::plan;
 
 /// How many deliveries one store read fetches.
-const BATCH: usize = 64;
+const BATCH: usize = 16;
 
 /// Runs until `shutdown`; `wake` is notified by the ingress after each stored delivery, and `planned` is
 /// bumped after new outbox items are stored, to wake the dispatchers.
