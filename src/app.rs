@@ -42,7 +42,7 @@ pub struct Control {
 pub async fn run(config: Config, listener: TcpListener, control: Control) -> anyhow::Result<()> {
     // Installed before anything records a metric.
     let metrics = telemetry::metrics_handle();
-    let store = Store::open(&config.store_path)
+    let store = Store::open_with_cap(&config.store_path, config.store_max_bytes)
         .with_context(|| format!("cannot open the store at {}", config.store_path.display()))?;
     let recovered = store.recover_interrupted(clock::now_ms()).await?;
     if recovered > 0 {

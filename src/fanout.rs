@@ -54,7 +54,12 @@ pub async fn run(
         }
         let cfg = config.borrow().clone();
         if let Err(e) = plan_batch(&store, &cfg, batch).await {
-            tracing::error!(error = %e, "Cannot store the deliveries' plans; they stay queued for planning.");
+            // A full disk or a broken store: wait instead of spinning on the same batch.
+            tracing::error!(error = %e, "Cannot store the deliveries' plans; they stay queued for planning; retrying in 1 s.");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return,
+            }
         }
         planned.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -64,7 +69,7 @@ pub async fn run(
 /// the same subject) is stored on its own, after what came before it, so that the next one sees it.
 async fn plan_batch(
     store: &Store,
-    cfg: &Config,
+    cfg: &Arc<Config>,
     batch: Vec<StoredDelivery>,
 ) -> Result<(), StoreError> {
     let mut pending: Vec<PlanRecord> = Vec::new();
@@ -134,7 +139,7 @@ async fn merge_with_pending(
 /// Plans one delivery: pure planning, plus the store reads that settling needs. Writes nothing.
 async fn plan_one(
     store: &Store,
-    cfg: &Config,
+    cfg: &Arc<Config>,
     d: StoredDelivery,
 ) -> Result<PlanRecord, StoreError> {
     let now = clock::now_ms();
@@ -151,13 +156,27 @@ async fn plan_one(
             return Ok(unplannable(d.id, error, now));
         }
     };
-    let plan = plan::plan(
-        &cfg.pipeline,
-        &d.source,
-        &source.provider,
-        d.event.as_deref(),
-        &payload,
-    );
+    // Planning is pure CPU work (templates, the weighted count); it runs off the async threads.
+    let (plan, payload) = {
+        let (cfg, source_id, provider, event) = (
+            cfg.clone(),
+            d.source.clone(),
+            source.provider.clone(),
+            d.event.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let plan = plan::plan(
+                &cfg.pipeline,
+                &source_id,
+                &provider,
+                event.as_deref(),
+                &payload,
+            );
+            (plan, payload)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("planning failed: {e}")))?
+    };
     for (route, e) in &plan.errors {
         tracing::error!(delivery = %d.id, route, location = %e.location, error = %e.message,
             "A route's template failed; its posts for this delivery are skipped.");

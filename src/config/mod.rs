@@ -40,6 +40,8 @@ pub struct Config {
     pub server: Server,
     /// The SQLite file. Relative paths are resolved against `$STATE_DIRECTORY` when systemd sets it.
     pub store_path: PathBuf,
+    /// A cap on the store's size in bytes, if the admin set one.
+    pub store_max_bytes: Option<u64>,
     pub dispatch: Dispatch,
     pub sources: BTreeMap<String, Source>,
     pub destinations: BTreeMap<String, Destination>,
@@ -410,6 +412,10 @@ fn validate(
         path,
         server,
         store_path,
+        store_max_bytes: raw
+            .store
+            .max_size_mb
+            .map(|mb| mb.saturating_mul(1024 * 1024)),
         dispatch,
         sources,
         destinations,

@@ -51,12 +51,15 @@ impl Default for RawServer {
 #[serde(deny_unknown_fields, default)]
 pub struct RawStore {
     pub path: String,
+    /// A cap on the database's size in MiB; past it new webhooks are answered 503, as on a full disk.
+    pub max_size_mb: Option<u64>,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         RawStore {
             path: "chirpd.db".to_string(),
+            max_size_mb: None,
         }
     }
 }

@@ -204,7 +204,12 @@ pub struct Store {
 impl Store {
     /// Opens the store at `path`, creating and migrating it as needed.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let writer = sqlite::Writer::open(path)?;
+        Store::open_with_cap(path, None)
+    }
+
+    /// Opens the store with a cap on its size: writes past it fail as on a full disk.
+    pub fn open_with_cap(path: &Path, max_bytes: Option<u64>) -> Result<Store, StoreError> {
+        let writer = sqlite::Writer::open(path, max_bytes)?;
         Ok(Store {
             writer,
             reader: sqlite::Reader::open(path)?,

@@ -79,9 +79,23 @@ const MIGRATIONS: &[&str] = &[
 
 impl Writer {
     /// Opens (creating if needed) the database, migrates it and starts the writer thread.
-    pub fn open(path: &Path) -> Result<Writer, StoreError> {
+    pub fn open(path: &Path, max_bytes: Option<u64>) -> Result<Writer, StoreError> {
         let conn = open_connection(path)?;
         migrate(&conn)?;
+        if let Some(max) = max_bytes {
+            let page: i64 = conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .map_err(unavailable)?;
+            let pages = i64::try_from(max).unwrap_or(i64::MAX) / page.max(1);
+            // The pragma answers the cap it set; it cannot go below the database's current size.
+            let _: i64 = conn
+                .query_row(
+                    &format!("PRAGMA max_page_count = {}", pages.max(1)),
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+        }
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("chirpd-store".to_string())

@@ -89,8 +89,11 @@ const ELLIPSIS: &str = "…";
 
 /// Fits `text` to `limit`: NFC-normalizes it, then shortens it at word boundaries if it is too long.
 pub fn fit(text: &str, limit: Limit) -> Fitted {
-    let text: String = text.nfc().collect();
     let max = limit.max();
+    // Counting is costly on long texts. No emoji sequence packs more than five code points into one unit
+    // of weight, so a word of over ten times the limit in code points cannot fit whole: cut such words
+    // before counting, which bounds the work whatever the input.
+    let text: String = cap_long_words(&text.nfc().collect::<String>(), max * 10);
     let length = limit.measure(&text);
     if length <= max {
         return Fitted {
@@ -99,6 +102,9 @@ pub fn fit(text: &str, limit: Limit) -> Fitted {
             shortened: false,
         };
     }
+    // A word longer than the whole limit (not a link, which counts 23 whatever its length) can never be
+    // kept whole: cut it to the limit first, so that the search below works on short texts.
+    let text = cap_long_words(&text, max);
     let words = Words::split(&text);
     // Removing more words never makes the text longer, so the fewest removals that fit can be found by
     // bisection, which keeps the number of (costly) weighted counts logarithmic in the text's size.
@@ -145,6 +151,34 @@ pub fn fit(text: &str, limit: Limit) -> Fitted {
         length: best.1,
         shortened: true,
     }
+}
+
+/// Cuts every whitespace-separated word longer than `max` characters to `max` characters and `…`,
+/// except links.
+fn cap_long_words(text: &str, max: usize) -> String {
+    if !text.split_whitespace().any(|w| w.chars().count() > max) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len().min(max * 8));
+    let mut rest = text;
+    while !rest.is_empty() {
+        let start = rest
+            .find(|c: char| !c.is_whitespace())
+            .unwrap_or(rest.len());
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let word = &rest[..end];
+        let is_link = word.starts_with("http://") || word.starts_with("https://");
+        if !is_link && word.chars().count() > max {
+            out.extend(word.chars().take(max));
+            out.push_str(ELLIPSIS);
+        } else {
+            out.push_str(word);
+        }
+        rest = &rest[end..];
+    }
+    out
 }
 
 /// Finds the value of the least `k` in `1..=n` for which `f(k)` is `Some`, assuming monotonicity.
@@ -309,6 +343,21 @@ mod tests {
         let f = fit(&text, Limit::Tweet);
         assert!(f.length <= 280);
         assert!(f.text.contains("@someone #release"), "{}", f.text);
+    }
+
+    #[test]
+    fn enormous_words_beside_a_link_are_cut_and_the_link_kept() {
+        let text = format!(
+            "opened {} https://github.com/acme/widgets/issues/1",
+            "x".repeat(50_000)
+        );
+        let f = fit(&text, Limit::Tweet);
+        assert!(f.length <= 280);
+        assert!(
+            f.text.ends_with("https://github.com/acme/widgets/issues/1"),
+            "{}",
+            f.text
+        );
     }
 
     #[test]

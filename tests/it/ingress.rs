@@ -226,3 +226,50 @@ async fn read_answer(s: &mut TcpStream) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A full store (here: the configured size cap, which SQLite enforces as a full disk) answers 503 so the
+/// sender retries; what was accepted before stays, and is posted once there is room again.
+#[tokio::test]
+async fn a_full_store_answers_503_and_keeps_what_it_accepted() {
+    let x = crate::support::fake_x::FakeX::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = crate::support::config_toml(&dir.path().join("chirpd.db"), &x.url, "");
+    let capped = base.replace("[store]\n", "[store]\nmax_size_mb = 1\n");
+    let app = TestApp::start_text(dir, x, &capped).await;
+    let mut accepted = 0;
+    let mut refused = None;
+    for i in 0..200 {
+        // About 40 KB each, distinct.
+        let body = crate::support::issue_opened(&format!("big {i} {}", "x".repeat(40_000)));
+        let res = app.github("issues", &format!("big-{i}"), &body).await;
+        match res.status().as_u16() {
+            202 => accepted += 1,
+            503 => {
+                refused = Some(res.json::<Value>().await.unwrap());
+                break;
+            }
+            other => panic!("delivery {i} answered {other}"),
+        }
+    }
+    let refused = refused.expect("the store never filled up");
+    assert_eq!(refused["error"], "store unavailable; retry later");
+    assert!(accepted > 0);
+    assert_eq!(app.sql_count("SELECT count(*) FROM deliveries"), accepted);
+    // The daemon is still up and says so.
+    assert_eq!(
+        app.http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // With room again (the cap lifted at restart), everything accepted is posted.
+    let (dir, x) = app.stop().await;
+    let app = TestApp::start_text(dir, x, &base).await;
+    let tweets = app.x.wait_for_tweets(accepted as usize, WAIT).await;
+    assert_eq!(tweets.len(), accepted as usize);
+    app.stop().await;
+}
