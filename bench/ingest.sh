@@ -19,7 +19,7 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 # Enough distinct deliveries that none repeats within the run.
-python3 bench/gen_requests.py "$secret" $((secs * 8000)) "$work/requests.tsv"
+python3 bench/gen_requests.py "$secret" $((secs * 10000)) "$work/requests.tsv"
 
 cat > "$work/chirpd.toml" <<TOML
 [server]
@@ -50,7 +50,7 @@ for _ in $(seq 100); do curl -sf localhost:18787/healthz >/dev/null && break; sl
 sleep 1
 echo "idle_rss_kb $(rss_kb $pid)"
 BENCH_REQUESTS="$work/requests.tsv" BENCH_PATH=/hooks/gh BENCH_THREADS=$threads \
-    wrk -t$threads -c"$conns" -d"${secs}s" --latency -s bench/wrk_post.lua http://127.0.0.1:18787 | grep -E '^(p50|p90|p99|requests|rps|non_2xx|socket)'
+    wrk -t$threads -c"$conns" -d"${secs}s" --latency -s bench/wrk_post.lua http://127.0.0.1:18787 | grep -E '^(p50|p90|p99|requests|rps|accepted_rps|non_2xx|socket|answered)'
 echo "loaded_rss_kb $(rss_kb $pid)"
 echo "deliveries_stored $(sqlite3 "$work/chirpd.db" 'select count(*) from deliveries')"
 kill -TERM $pid; wait $pid || true
@@ -67,6 +67,6 @@ for _ in $(seq 100); do curl -s -o /dev/null localhost:19000/ && break; sleep 0.
 sleep 1
 echo "idle_rss_kb $(rss_kb $wpid)"
 BENCH_REQUESTS="$work/requests.tsv" BENCH_PATH=/hooks/bench BENCH_THREADS=$threads \
-    wrk -t$threads -c"$conns" -d"${secs}s" --latency -s bench/wrk_post.lua http://127.0.0.1:19000 | grep -E '^(p50|p90|p99|requests|rps|non_2xx|socket)'
+    wrk -t$threads -c"$conns" -d"${secs}s" --latency -s bench/wrk_post.lua http://127.0.0.1:19000 | grep -E '^(p50|p90|p99|requests|rps|accepted_rps|non_2xx|socket|answered)'
 echo "loaded_rss_kb $(rss_kb $wpid)"
 kill $wpid; wait $wpid 2>/dev/null || true
