@@ -18,6 +18,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::clock;
+use crate::config::Config;
 use crate::config::secret::Secret;
 use crate::failpoint;
 use crate::ingress::AppState;
@@ -33,8 +34,10 @@ pub async fn receive(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let known = state.config.borrow().sources.contains_key(&source_id);
-    let response = handle(&state, &source_id, &uri, headers, body).await;
+    // One snapshot of the config serves the whole request, even if a reload lands meanwhile.
+    let cfg = state.config.borrow().clone();
+    let known = cfg.sources.contains_key(&source_id);
+    let response = handle(&state, &cfg, &source_id, &uri, headers, body).await;
     let outcome = match response.extensions().get::<Outcome>() {
         Some(o) => o.0,
         None => by_status(response.status()),
@@ -77,13 +80,13 @@ fn by_status(status: StatusCode) -> &'static str {
 
 async fn handle(
     state: &AppState,
+    cfg: &Config,
     source_id: &str,
     uri: &Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let source_id = source_id.to_string();
-    let cfg = state.config.borrow().clone();
     let Some(source) = cfg.sources.get(&source_id) else {
         return reject(
             StatusCode::NOT_FOUND,

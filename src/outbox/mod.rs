@@ -252,7 +252,8 @@ impl Store {
     }
 
     /// Stores several deliveries' plans in one job, hence one commit: the fanout's work costs one fsync
-    /// per batch instead of one per delivery. Each plan is its own savepoint-free unit inside it.
+    /// per batch instead of one per delivery. The job is all or nothing: if one plan fails, none is
+    /// stored, and the deliveries stay queued for planning.
     pub async fn save_plans(&self, plans: Vec<PlanRecord>) -> Result<(), StoreError> {
         let plans: Vec<(PlanRecord, Vec<(String, NewItem)>)> = plans
             .into_iter()

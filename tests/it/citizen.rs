@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::support::fake_mastodon::{self, FakeMastodon};
 use crate::support::fake_x::FakeX;
-use crate::support::{TestApp, WAIT, config_with, issue_opened, oauth1_lines, sql_count};
+use crate::support::{TestApp, WAIT, config_with, issue_opened, oauth1_lines, sql_count, x_team};
 
 /// How many events a post stands for: a digest says "N updates", any other post is one.
 fn events_in(text: &str) -> usize {
@@ -21,10 +21,9 @@ fn events_in(text: &str) -> usize {
 #[tokio::test]
 async fn fifty_events_against_five_a_day_become_at_most_five_posts_counting_every_event() {
     let x = FakeX::start().await;
-    let dest = format!(
-        "[destinations.team]\nkind = \"x\"\napi_base = \"{}\"\n{}limits = [\"5/24h\"]\noverflow = \"digest\"\ndigest_delay = \"1500ms\"\n",
-        x.url,
-        oauth1_lines()
+    let dest = x_team(
+        &x.url,
+        "limits = [\"5/24h\"]\noverflow = \"digest\"\ndigest_delay = \"1500ms\"\n",
     );
     // The account starts public, so the guard holds everything until all 50 are queued: the test does
     // not depend on how fast the requests arrive.
@@ -51,11 +50,8 @@ async fn fifty_events_against_five_a_day_become_at_most_five_posts_counting_ever
     for s in sends {
         assert_eq!(s.await.unwrap(), 202);
     }
-    let start = Instant::now();
-    while app.sql_count("SELECT count(*) FROM outbox WHERE state = 'pending'") != 50 {
-        assert!(start.elapsed() < WAIT, "the 50 items were not queued");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_sql("SELECT count(*) FROM outbox WHERE state = 'pending'", 50)
+        .await;
     app.x.set_protected(true);
     // Every event ends up in a post: its own, or a digest's count.
     let start = Instant::now();
@@ -98,11 +94,7 @@ async fn fifty_events_against_five_a_day_become_at_most_five_posts_counting_ever
 async fn an_exhausted_budget_holds_posts_and_links_go_first() {
     let x = FakeX::start().await;
     // $0.25 a month: one post with a link ($0.20), then posts without links ($0.015) fit three more.
-    let dest = format!(
-        "[destinations.team]\nkind = \"x\"\napi_base = \"{}\"\n{}budget = 0.25\nurl_policy = \"drop_over_budget\"\n",
-        x.url,
-        oauth1_lines()
-    );
+    let dest = x_team(&x.url, "budget = 0.25\nurl_policy = \"drop_over_budget\"\n");
     let app = TestApp::with_destinations(x, &dest, "\"team\"").await;
     for i in 0..5 {
         app.accept_issue(format!("b{i}"), &format!("paid {i}"))
@@ -435,11 +427,7 @@ async fn a_refused_refresh_token_pauses_the_destination_and_says_why() {
 #[tokio::test]
 async fn quick_updates_settle_into_one_post_with_the_final_state() {
     let x = FakeX::start().await;
-    let dest = format!(
-        "[destinations.team]\nkind = \"x\"\napi_base = \"{}\"\n{}settle = \"1s\"\n",
-        x.url,
-        oauth1_lines()
-    );
+    let dest = x_team(&x.url, "settle = \"1s\"\n");
     let app = TestApp::with_destinations(x, &dest, "\"team\"").await;
     let with_labels = |action: &str, labels: &[&str]| {
         let mut v: Value =
@@ -475,11 +463,8 @@ async fn quick_updates_settle_into_one_post_with_the_final_state() {
         tweets,
         vec!["Codertocat/Hello-World: Codertocat opened #1 Spelling error in the README file [bug, tweet] https://github.com/Codertocat/Hello-World/issues/1".to_string()]
     );
-    let start = Instant::now();
-    while app.sql_count("SELECT count(*) FROM outbox WHERE state = 'sent'") != 1 {
-        assert!(start.elapsed() < WAIT);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_sql("SELECT count(*) FROM outbox WHERE state = 'sent'", 1)
+        .await;
     assert_eq!(
         app.sql_count("SELECT count(*) FROM outbox WHERE state = 'folded'"),
         2

@@ -51,28 +51,32 @@ fn check_accepts_the_example_config_and_renders_the_samples() {
     );
 }
 
+/// Writes a config with one GitHub source, one dry-run destination and one route; the secret is on line
+/// 3 and the template on line 13.
+fn one_route_config(
+    dir: &tempfile::TempDir,
+    secret: &str,
+    events: &str,
+    template: &str,
+) -> std::path::PathBuf {
+    let path = dir.path().join("chirpd.toml");
+    let text = format!(
+        "[sources.gh]\nprovider = \"github\"\nsecret = \"{secret}\"\n\n[destinations.team]\nkind = \"x\"\ndry_run = true\n\n\
+         [[routes]]\nsource = \"gh\"\nevents = [\"{events}\"]\nto = [\"team\"]\ntemplate = \"{template}\"\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 #[test]
 fn check_reports_every_error_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("chirpd.toml");
-    std::fs::write(
-        &path,
-        r#"[sources.gh]
-provider = "github"
-secret = "env:CHIRPD_TEST_UNSET_SECRET"
-
-[destinations.team]
-kind = "x"
-dry_run = true
-
-[[routes]]
-source = "gh"
-events = ["task.created"]
-to = ["team"]
-template = "{{ event.title }"
-"#,
-    )
-    .unwrap();
+    let path = one_route_config(
+        &dir,
+        "env:CHIRPD_TEST_UNSET_SECRET",
+        "task.created",
+        "{{ event.title }",
+    );
     let out = chirpd()
         .args(["check", "--config"])
         .arg(&path)
@@ -97,25 +101,7 @@ template = "{{ event.title }"
 #[test]
 fn check_reports_template_errors_on_samples() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("chirpd.toml");
-    std::fs::write(
-        &path,
-        r#"[sources.gh]
-provider = "github"
-secret = "s"
-
-[destinations.team]
-kind = "x"
-dry_run = true
-
-[[routes]]
-source = "gh"
-events = ["*"]
-to = ["team"]
-template = "{{ event.titel }}"
-"#,
-    )
-    .unwrap();
+    let path = one_route_config(&dir, "s", "*", "{{ event.titel }}");
     let out = chirpd()
         .args(["check", "--config"])
         .arg(&path)

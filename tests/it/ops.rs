@@ -176,6 +176,18 @@ fn items(app: &TestApp) -> Vec<Value> {
         .collect()
 }
 
+/// Polls `queue list` until an item is in `state`, and returns it.
+async fn wait_item(app: &TestApp, state: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        if let Some(i) = items(app).into_iter().find(|i| i["state"] == state) {
+            return i;
+        }
+        assert!(start.elapsed() < WAIT, "no {state} item");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn wait_item_state(app: &TestApp, id: &str, state: &str) {
     let start = Instant::now();
     loop {
@@ -205,14 +217,7 @@ async fn the_queue_cli_repairs_a_live_store() {
             .into(),
     });
     app.accept_issue("q1", "first try").await;
-    let start = Instant::now();
-    let dead = loop {
-        if let Some(i) = items(&app).into_iter().find(|i| i["state"] == "dead") {
-            break i;
-        }
-        assert!(start.elapsed() < WAIT, "no dead item");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let dead = wait_item(&app, "dead").await;
     assert_eq!(dead["last_error"], "X answered 400: temporarily broken");
     let (ok, table) = queue(&app, &["list"]);
     assert!(
@@ -237,14 +242,7 @@ async fn the_queue_cli_repairs_a_live_store() {
     app.accept_issue("q2", "second").await;
     app.x.wait_for_tweets(2, WAIT).await;
     app.accept_issue("q3", "never").await;
-    let start = Instant::now();
-    let held = loop {
-        if let Some(i) = items(&app).into_iter().find(|i| i["state"] == "pending") {
-            break i;
-        }
-        assert!(start.elapsed() < WAIT, "no pending item");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let held = wait_item(&app, "pending").await;
     let held_id = held["id"].as_str().unwrap().to_string();
     let (ok, text) = queue(&app, &["drop", &held_id]);
     assert!(ok, "{text}");

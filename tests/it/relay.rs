@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::fake_x::Script;
-use crate::support::{TestApp, WAIT, expected_issue_tweet, fixture, issue_opened, sql_count};
+use crate::support::{TestApp, WAIT, expected_issue_tweet, fixture, issue_opened};
 
 #[tokio::test]
 async fn a_signed_fixture_becomes_the_expected_tweet() {
@@ -242,12 +242,8 @@ async fn own_limits_hold_posts_across_a_restart() {
     app.accept_issue("a", "one").await;
     app.x.wait_for_tweets(1, WAIT).await;
     app.accept_issue("b", "two").await;
-    wait_for_count(
-        &app,
-        "SELECT count(*) FROM outbox WHERE state = 'pending'",
-        1,
-    )
-    .await;
+    app.wait_sql("SELECT count(*) FROM outbox WHERE state = 'pending'", 1)
+        .await;
     let (dir, x) = app.stop().await;
     let app = TestApp::start_in(dir, x, r#"limits = ["1/1h"]"#).await;
     // The daemon is up and has looked at its queue; the window is still spent, so nothing goes out.
@@ -362,24 +358,11 @@ template = "{{ payload.issue.no_such_field.deeper }}"
 }
 
 async fn wait_for_state(app: &TestApp, state: &str, n: i64) {
-    wait_for_count(
-        app,
+    app.wait_sql(
         &format!("SELECT count(*) FROM outbox WHERE state = '{state}'"),
         n,
     )
     .await;
-}
-
-async fn wait_for_count(app: &TestApp, sql: &str, n: i64) {
-    let start = std::time::Instant::now();
-    loop {
-        let have = sql_count(&app.store_path, sql);
-        if have == n {
-            return;
-        }
-        assert!(start.elapsed() < WAIT, "{sql}: expected {n}, have {have}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn wait_for_hold(app: &TestApp, destination: &str) {

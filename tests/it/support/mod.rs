@@ -26,27 +26,11 @@ max_body_bytes = 65536
 header_timeout = "300ms"
 body_timeout = "300ms"
 
-[store]
-path = "{store}"
-
-[dispatch]
-retry_base = "50ms"
-retry_max = "200ms"
-request_timeout = "2s"
-protected_check_every = "200ms"
-
-[sources.gh]
-provider = "github"
-secret = "{SECRET}"
-
+{common}
 [destinations.team]
 kind = "x"
 api_base = "{x_url}"
-consumer_key = "{ck}"
-consumer_secret = "{cs}"
-access_token = "{at}"
-access_token_secret = "{ats}"
-{extra_destination}
+{oauth}{extra_destination}
 
 [[routes]]
 source = "gh"
@@ -78,11 +62,26 @@ events = ["release.published"]
 to = ["team"]
 template_file = "{templates}/release.j2"
 "#,
-        store = store.display(),
-        ck = fake_x::CONSUMER_KEY,
-        cs = fake_x::CONSUMER_SECRET,
-        at = fake_x::ACCESS_TOKEN,
-        ats = fake_x::ACCESS_TOKEN_SECRET,
+        common = common_toml(store),
+        oauth = oauth1_lines(),
+    )
+}
+
+/// The store, dispatch timings and `gh` GitHub source every test config shares.
+fn common_toml(store: &Path) -> String {
+    format!(
+        r#"[store]
+path = "{store}"
+[dispatch]
+retry_base = "50ms"
+retry_max = "200ms"
+request_timeout = "2s"
+protected_check_every = "200ms"
+[sources.gh]
+provider = "github"
+secret = "{SECRET}"
+"#,
+        store = store.display()
     )
 }
 
@@ -94,24 +93,22 @@ pub fn config_with(store: &Path, destinations: &str, to: &str) -> String {
         r#"
 [server]
 listen = "127.0.0.1:0"
-[store]
-path = "{store}"
-[dispatch]
-retry_base = "50ms"
-retry_max = "200ms"
-request_timeout = "2s"
-protected_check_every = "200ms"
-[sources.gh]
-provider = "github"
-secret = "{SECRET}"
-{destinations}
+{common}{destinations}
 [[routes]]
 source = "gh"
 events = ["task.created", "task.updated"]
 to = [{to}]
 template_file = "{templates}/task.j2"
 "#,
-        store = store.display(),
+        common = common_toml(store),
+    )
+}
+
+/// A `[destinations.team]` tweeting to the fake X at `x_url` with OAuth 1.0a, plus `extra` lines.
+pub fn x_team(x_url: &str, extra: &str) -> String {
+    format!(
+        "[destinations.team]\nkind = \"x\"\napi_base = \"{x_url}\"\n{}{extra}",
+        oauth1_lines()
     )
 }
 
@@ -210,6 +207,19 @@ impl TestApp {
             .await
             .status();
         assert_eq!(status, 202, "delivery {}", delivery.as_ref());
+    }
+
+    /// Polls the store until `sql` counts `n`, failing after `WAIT`.
+    pub async fn wait_sql(&self, sql: &str, n: i64) {
+        let start = std::time::Instant::now();
+        loop {
+            let have = self.sql_count(sql);
+            if have == n {
+                return;
+            }
+            assert!(start.elapsed() < WAIT, "{sql}: expected {n}, have {have}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Stops the daemon and waits for it to finish, returning the store's directory for reuse.
