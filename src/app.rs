@@ -17,11 +17,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock;
 use crate::config::{self, Config, ProcessEnv};
-use crate::dispatch::{self, Worker};
-use crate::fanout;
+use crate::dispatch::{Sink, Worker};
+use crate::fanout::Fanout;
 use crate::health::Health;
 use crate::ingress::{self, AppState};
-use crate::outbox::Store;
+use crate::outbox::{self, SharedStore};
+use crate::retention;
 use crate::systemd;
 use crate::telemetry;
 
@@ -42,7 +43,7 @@ pub struct Control {
 pub async fn run(config: Config, listener: TcpListener, control: Control) -> anyhow::Result<()> {
     // Installed before anything records a metric.
     let metrics = telemetry::metrics_handle();
-    let store = Store::open_with_cap(&config.store_path, config.store_max_bytes)
+    let store = outbox::open(&config.store_path, config.store_max_bytes)
         .with_context(|| format!("cannot open the store at {}", config.store_path.display()))?;
     let recovered = store.recover_interrupted(clock::now_ms()).await?;
     if recovered > 0 {
@@ -59,7 +60,7 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
     let health = Health::default();
     let fanout_wake = Arc::new(Notify::new());
     let (planned_tx, planned_rx) = watch::channel(0u64);
-    let server = config.server.clone();
+    let planned_tx = Arc::new(planned_tx);
     let local = listener.local_addr()?;
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
 
@@ -67,13 +68,25 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
     // The fanout and the dispatchers stop on their own token, after the HTTP server, so that nothing the
     // server accepted during the drain is left unplanned longer than needed.
     let workers = CancellationToken::new();
-    tracker.spawn(fanout::run(
-        store.clone(),
-        config_rx.clone(),
-        fanout_wake.clone(),
-        planned_tx,
-        workers.clone(),
-    ));
+    tracker.spawn(supervise("fanout", health.clone(), workers.clone(), {
+        let (store, config, wake, planned, health) = (
+            store.clone(),
+            config_rx.clone(),
+            fanout_wake.clone(),
+            planned_tx.clone(),
+            health.clone(),
+        );
+        move |shutdown| {
+            Fanout {
+                store: store.clone(),
+                config: config.clone(),
+                wake: wake.clone(),
+                planned: planned.clone(),
+                health: health.clone(),
+            }
+            .run(shutdown)
+        }
+    }));
     let team = Team {
         store: store.clone(),
         http: http.clone(),
@@ -81,9 +94,9 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
         planned: planned_rx,
     };
     let mut generation = team.spawn(&config_rx.borrow(), &workers);
-    tracker.spawn(dispatch::prune_ledger_forever(
+    tracker.spawn(retention::prune_forever(
         store.clone(),
-        Duration::from_secs(86_400),
+        config_rx.clone(),
         workers.clone(),
     ));
     tracker.spawn({
@@ -103,7 +116,7 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
             store.clone(),
             local,
             health.clone(),
-            config_rx.borrow().dispatch.request_timeout,
+            config_rx.clone(),
             workers.clone(),
         ));
     }
@@ -118,8 +131,7 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
     let serving = tokio::spawn(ingress::serve(
         listener,
         ingress::router(state),
-        server.header_timeout,
-        server.max_connections,
+        config_rx.clone(),
         control.shutdown.clone(),
     ));
     tracing::info!(listen = %local, destinations = config_rx.borrow().destinations.len(), "chirpd is ready.");
@@ -129,7 +141,7 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
         tokio::select! {
             _ = control.reload.notified() => {
                 systemd::reloading();
-                if let Some(next) = reload(&config_tx) {
+                if let Some(next) = reload(&config_tx).await {
                     // The new destinations take over once the old workers finished their current item.
                     generation.stop().await;
                     health.clear_all();
@@ -159,7 +171,8 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
 }
 
 /// Loads and validates the config file again and publishes it; on any error keeps the running one.
-fn reload(config_tx: &watch::Sender<Arc<Config>>) -> Option<Arc<Config>> {
+/// Loading reads files and compiles templates, so it runs on a blocking thread.
+async fn reload(config_tx: &watch::Sender<Arc<Config>>) -> Option<Arc<Config>> {
     let current = config_tx.borrow().clone();
     let Some(path) = current.path.clone() else {
         tracing::warn!(
@@ -167,21 +180,23 @@ fn reload(config_tx: &watch::Sender<Arc<Config>>) -> Option<Arc<Config>> {
         );
         return None;
     };
-    let mut next = match config::load(Some(&path), &ProcessEnv) {
-        Ok(c) => c,
-        Err(errors) => {
+    let loaded = tokio::task::spawn_blocking(move || config::load(Some(&path), &ProcessEnv)).await;
+    let mut next = match loaded {
+        Ok(Ok(c)) => c,
+        Ok(Err(errors)) => {
             tracing::error!("Reload refused; still running the previous config:\n{errors}");
             return None;
         }
+        Err(e) => {
+            tracing::error!(error = %e, "Reload failed; still running the previous config.");
+            return None;
+        }
     };
-    // These are bound at start: the socket is open and the store is in use.
-    if next.server.listen != current.server.listen {
-        tracing::warn!(kept = %current.server.listen, "server.listen changes on restart only.");
-        next.server.listen = current.server.listen;
-    }
-    if next.store_path != current.store_path {
-        tracing::warn!(kept = %current.store_path.display(), "store.path changes on restart only.");
-        next.store_path = current.store_path.clone();
+    for key in keep_restart_only(&current, &mut next) {
+        tracing::warn!(
+            key,
+            "This setting changes on restart only; the running value is kept until then."
+        );
     }
     let next = Arc::new(next);
     config_tx.send_replace(next.clone());
@@ -194,9 +209,65 @@ fn reload(config_tx: &watch::Sender<Arc<Config>>) -> Option<Arc<Config>> {
     Some(next)
 }
 
+/// Keeps in `next` the settings bound at start (the socket is open, the store is in use, the connection
+/// semaphore is sized), and names each one the new file changed. Every other setting applies on reload:
+/// `server.header_timeout` to new connections, `server.max_body_bytes` and `server.body_timeout` to new
+/// requests, `[dispatch]` (the watchdog's request timeout too) to the new generation of workers.
+pub fn keep_restart_only(current: &Config, next: &mut Config) -> Vec<&'static str> {
+    let mut kept = Vec::new();
+    if next.server.listen != current.server.listen {
+        next.server.listen = current.server.listen;
+        kept.push("server.listen");
+    }
+    if next.server.max_connections != current.server.max_connections {
+        next.server.max_connections = current.server.max_connections;
+        kept.push("server.max_connections");
+    }
+    if next.store_path != current.store_path {
+        next.store_path = current.store_path.clone();
+        kept.push("store.path");
+    }
+    if next.store_max_bytes != current.store_max_bytes {
+        next.store_max_bytes = current.store_max_bytes;
+        kept.push("store.max_size_mb");
+    }
+    kept
+}
+
+/// Runs a long-lived stage, and restarts it (after a second) if it ends while `shutdown` is not
+/// cancelled, which only a panic should cause. Each restart is logged, counted in
+/// `chirpd_stage_restarts_total` and shown by `/readyz` until the stage works again.
+async fn supervise<F, Fut>(
+    stage: &'static str,
+    health: Health,
+    shutdown: CancellationToken,
+    start: F,
+) where
+    F: Fn(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let ended = tokio::spawn(start(shutdown.clone())).await;
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let why = match ended {
+            Ok(()) => "it stopped on its own".to_string(),
+            Err(e) => format!("it failed: {e}"),
+        };
+        metrics::counter!("chirpd_stage_restarts_total", "stage" => stage).increment(1);
+        tracing::error!(stage, %why, "A stage ended unexpectedly; restarting it in 1 s.");
+        health.stage_failed(stage, format!("restarted after {why}"));
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// What every dispatcher worker shares, to spawn a generation of them.
 struct Team {
-    store: Store,
+    store: SharedStore,
     http: reqwest::Client,
     health: Health,
     planned: watch::Receiver<u64>,
@@ -214,7 +285,7 @@ impl Team {
         let tracker = TaskTracker::new();
         for d in config.destinations.values() {
             let worker = Worker {
-                client: dispatch::Client::for_destination(&self.http, d),
+                sink: Sink::for_destination(&self.http, d),
                 http: self.http.clone(),
                 templates: config.pipeline.templates.clone(),
                 destination: d.clone(),
@@ -242,5 +313,59 @@ impl Generation {
                 "A send did not finish in time; its item is sent again on the next start."
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoEnv;
+    impl config::Env for NoEnv {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn vars(&self) -> Vec<(String, String)> {
+            Vec::new()
+        }
+    }
+
+    fn load(dir: &std::path::Path, server: &str, store: &str) -> Config {
+        let path = dir.join("chirpd.toml");
+        std::fs::write(&path, format!("[server]\n{server}\n[store]\n{store}\n")).unwrap();
+        config::load(Some(&path), &NoEnv).unwrap()
+    }
+
+    #[test]
+    fn a_reload_names_and_keeps_every_setting_bound_at_start_and_applies_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let current = load(
+            dir.path(),
+            "listen = \"127.0.0.1:9000\"\nmax_connections = 10\nheader_timeout = \"5s\"",
+            "path = \"a.db\"",
+        );
+        let mut next = load(
+            dir.path(),
+            "listen = \"127.0.0.1:9001\"\nmax_connections = 20\nheader_timeout = \"2s\"",
+            "path = \"b.db\"\nmax_size_mb = 64",
+        );
+        let kept = keep_restart_only(&current, &mut next);
+        assert_eq!(
+            kept,
+            vec![
+                "server.listen",
+                "server.max_connections",
+                "store.path",
+                "store.max_size_mb"
+            ]
+        );
+        assert_eq!(next.server.listen, current.server.listen);
+        assert_eq!(next.server.max_connections, 10);
+        assert_eq!(next.store_path, current.store_path);
+        assert_eq!(next.store_max_bytes, None);
+        // Applied on reload: new connections get the new header timeout.
+        assert_eq!(next.server.header_timeout, Duration::from_secs(2));
+        let mut same = next.clone();
+        assert!(keep_restart_only(&next, &mut same).is_empty());
     }
 }

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::config::{self, Config, ProcessEnv};
 use crate::normalize::Provider;
-use crate::outbox::{ItemState, Store};
+use crate::outbox::{self, ItemState, Tokens};
 use crate::plan;
 use crate::telemetry::{self, LogFormat};
 
@@ -500,7 +500,7 @@ fn queue(flag: Option<&Path>, command: QueueCommand) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let store = Store::open(&config.store_path)?;
+        let store = outbox::open(&config.store_path, None)?;
         let mut out = std::io::stdout().lock();
         match command {
             QueueCommand::List {
@@ -622,10 +622,13 @@ fn auth_x(flag: Option<&Path>, destination: &str, redirect_uri: &str) -> anyhow:
         if tokens.refresh_token.is_none() {
             eprintln!("warning: X issued no refresh token (is offline.access among the app's scopes?); the token lasts two hours");
         }
-        let store = Store::open(&config.store_path)?;
-        store
-            .set_tokens(destination, tokens.access_token, tokens.refresh_token, tokens.expires_at, now)
-            .await?;
+        let store = outbox::open(&config.store_path, None)?;
+        let tokens = Tokens {
+            access: tokens.access_token,
+            refresh: tokens.refresh_token,
+            expires_at: tokens.expires_at,
+        };
+        store.set_tokens(destination, tokens, now).await?;
         println!("Tokens stored for {destination}; chirpd refreshes them by itself.");
         Ok(())
     })
@@ -649,23 +652,12 @@ async fn receive_code(redirect_uri: &str, state: &str) -> anyhow::Result<String>
         let Ok(listener) = tokio::net::TcpListener::bind(&addr).await else {
             return std::future::pending().await;
         };
-        loop {
-            let (mut stream, _) = listener.accept().await?;
-            let mut buf = vec![0u8; 8192];
-            let n = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await?;
-            let request = String::from_utf8_lossy(&buf[..n]).to_string();
-            let target = request.split_whitespace().nth(1).unwrap_or("").to_string();
-            let reply = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nchirpd received the authorization; you can close this tab.\n";
-            let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, reply.as_bytes()).await;
-            if let Some(code) = code_from(&target, Some(state))? {
-                return Ok(code);
-            }
-        }
+        callback(listener, state).await
     };
     tokio::select! {
         line = pasted => {
             let line = line??;
-            code_from(line.trim(), Some(state))?.or_else(|| Some(line.trim().to_string()).filter(|c| !c.is_empty()))
+            code_from(line.trim(), state)?.or_else(|| Some(line.trim().to_string()).filter(|c| !c.is_empty()))
                 .context("no code was pasted")
         }
         code = redirected => code,
@@ -673,28 +665,65 @@ async fn receive_code(redirect_uri: &str, state: &str) -> anyhow::Result<String>
     }
 }
 
-/// Extracts `code` from a redirect URL or query, checking `state` when the URL carries one.
-fn code_from(target: &str, state: Option<&str>) -> anyhow::Result<Option<String>> {
+/// Serves the OAuth 2.0 redirect on the loopback `listener` (HTTP parsed by hyper) until a request
+/// brings a code with this run's `state`. Requests without it, or with another state, are answered 400
+/// and ignored: a stray or forged request cannot end the flow, nor plant a code.
+async fn callback(listener: tokio::net::TcpListener, state: &str) -> anyhow::Result<String> {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+
+    let (found_tx, mut found_rx) = tokio::sync::mpsc::channel::<String>(1);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            Some(code) = found_rx.recv() => return Ok(code),
+        };
+        let (found_tx, state) = (found_tx.clone(), state.to_string());
+        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let (found_tx, state) = (found_tx.clone(), state.clone());
+            async move {
+                let target = req.uri().to_string();
+                let (status, text) = match code_from(&target, &state) {
+                    Ok(Some(code)) => {
+                        let _ = found_tx.try_send(code);
+                        (200, "chirpd received the authorization; you can close this tab.\n".to_string())
+                    }
+                    Ok(None) => (400, "ignored: no authorization code in this request\n".to_string()),
+                    Err(e) => (400, format!("ignored: {e}\n")),
+                };
+                let mut response = hyper::Response::new(Full::new(Bytes::from(text)));
+                *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        tokio::spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
+
+/// Extracts `code` from a redirect URL or query string. The redirect must carry this run's `state`
+/// (RFC 6749 §10.12): one without it, or with another, is refused. Values are percent-decoded.
+fn code_from(target: &str, state: &str) -> anyhow::Result<Option<String>> {
     let Some(query) = target.split_once('?').map(|(_, q)| q) else {
         return Ok(None);
     };
-    let get = |key: &str| {
-        query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-            .map(|v| {
-                v.replace("%2F", "/")
-                    .replace("%3D", "=")
-                    .replace("%2B", "+")
-            })
-    };
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let get = |key: &str| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     if let Some(err) = get("error") {
         bail!("the authorization was refused: {err}");
     }
-    if let (Some(expected), Some(given)) = (state, get("state"))
-        && given != expected
-    {
-        bail!("the redirect's state does not match this run; start again");
+    let Some(code) = get("code") else {
+        return Ok(None);
+    };
+    match get("state") {
+        Some(given) if given == state => Ok(Some(code)),
+        Some(_) => bail!("the redirect's state does not match this run"),
+        None => bail!("the redirect carries no state"),
     }
-    Ok(get("code"))
 }

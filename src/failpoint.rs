@@ -14,8 +14,20 @@ pub const AFTER_ANSWER: &str = "after-answer";
 
 /// Aborts the process if `CHIRPD_FAILPOINT` names this failpoint (debug builds only).
 pub fn hit(name: &str) {
-    if cfg!(debug_assertions) && std::env::var("CHIRPD_FAILPOINT").is_ok_and(|v| v == name) {
+    if armed(name) {
         eprintln!("chirpd: failpoint {name} reached; aborting");
         std::process::abort();
     }
+}
+
+/// Planning a delivery whose body contains `POISON` panics, as a bug in a normalizer or template would.
+/// Unlike the others, this failpoint does not abort: it proves that one poison delivery is set aside
+/// while the daemon goes on.
+pub const PLAN_PANIC: &str = "plan-panic";
+/// The text that marks a poison delivery for `PLAN_PANIC`.
+pub const POISON: &str = "chirpd-failpoint-poison";
+
+/// Whether `CHIRPD_FAILPOINT` names this failpoint (debug builds only).
+pub fn armed(name: &str) -> bool {
+    cfg!(debug_assertions) && std::env::var("CHIRPD_FAILPOINT").is_ok_and(|v| v == name)
 }

@@ -1,9 +1,15 @@
 //! Fanout: turns stored deliveries into outbox items.
 //!
 //! The ingress stores a verified delivery and answers at once; this task then runs the pure `plan`
-//! (normalize → route → render → fit) on it and stores the resulting outbox items and the delivery's new
-//! state in one transaction, a whole batch of deliveries per commit. A crash in between leaves the delivery `received`, and it is planned again on
-//! restart; the outbox's unique key (delivery, route, destination) makes that idempotent.
+//! (normalize → route → render → fit) on it, on a blocking thread since it is CPU work, and stores the
+//! resulting outbox items and the delivery's new state in one transaction, a whole batch of deliveries
+//! per commit. A crash in between leaves the delivery `received`, and it is planned again on restart; the
+//! outbox's unique key (delivery, route, destination, recipient) makes that idempotent.
+//!
+//! A delivery that cannot be planned — its planning panicked, or the store refuses its plan — is set
+//! aside as `dead` with the reason (`chirpd queue replay` plans it again), so it never holds up the
+//! deliveries behind it. A store that is unavailable (a full disk) is waited for with a growing delay and
+//! reported to `/readyz`; nothing is set aside for that.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,170 +18,260 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
-use crate::config::Config;
+use crate::config::{Config, Source};
+use crate::failpoint;
+use crate::health::Health;
 use crate::normalize::EventKind;
-use crate::outbox::{Merge, NewItem, PlanRecord, Store, StoreError, StoredDelivery};
-use crate::plan;
+use crate::outbox::{Merge, NewItem, PlanRecord, SharedStore, StoreError, StoredDelivery};
+use crate::plan::{self, Plan};
 
 /// How many deliveries one store read fetches.
 const BATCH: usize = 16;
+/// The longest wait between two tries while the store is unavailable.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Runs until `shutdown`; `wake` is notified by the ingress after each stored delivery, and `planned` is
-/// bumped after new outbox items are stored, to wake the dispatchers.
-pub async fn run(
-    store: Store,
-    config: watch::Receiver<Arc<Config>>,
-    wake: Arc<Notify>,
-    planned: watch::Sender<u64>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        // Between batches, so a long backlog does not hold up shutdown; the rest is planned on start.
-        if shutdown.is_cancelled() {
-            return;
-        }
-        let batch = match store.unplanned(BATCH).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "Cannot read deliveries to plan; retrying in 1 s.");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = shutdown.cancelled() => return,
+/// What the fanout shares with the rest of the daemon.
+pub struct Fanout {
+    pub store: SharedStore,
+    pub config: watch::Receiver<Arc<Config>>,
+    /// Notified by the ingress after each stored delivery.
+    pub wake: Arc<Notify>,
+    /// Bumped after new outbox items are stored, to wake the dispatchers. Shared, so that the channel
+    /// stays open while a restarted fanout takes over.
+    pub planned: Arc<watch::Sender<u64>>,
+    pub health: Health,
+}
+
+impl Fanout {
+    /// Plans deliveries until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut failures: u32 = 0;
+        loop {
+            // Between batches, so a long backlog does not hold up shutdown; the rest is planned on start.
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let result = match self.store.unplanned(BATCH).await {
+                Ok(batch) if batch.is_empty() => {
+                    // Woken by the ingress; the poll catches deliveries replayed by `chirpd queue replay`.
+                    tokio::select! {
+                        _ = self.wake.notified() => continue,
+                        _ = tokio::time::sleep(crate::dispatch::IDLE_POLL) => continue,
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+                Ok(batch) => {
+                    let cfg = self.config.borrow().clone();
+                    plan_batch(&self.store, &cfg, batch).await
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => {
+                    if failures > 0 {
+                        tracing::info!("The fanout stores plans again.");
+                    }
+                    // Also clears the mark a restart after a panic left.
+                    self.health.stage_ok("fanout");
+                    failures = 0;
+                    self.planned.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                Err(e) => {
+                    // A full disk or a broken store: wait, longer each time, instead of spinning.
+                    failures = failures.saturating_add(1);
+                    let wait = Duration::from_secs(1)
+                        .saturating_mul(2u32.saturating_pow(failures.min(8) - 1))
+                        .min(MAX_BACKOFF);
+                    metrics::counter!("chirpd_stage_errors_total", "stage" => "fanout")
+                        .increment(1);
+                    tracing::error!(error = %e, retry_in_s = wait.as_secs(), "Cannot plan the stored deliveries; they stay queued for planning.");
+                    self.health
+                        .stage_failed("fanout", format!("cannot plan stored deliveries: {e}"));
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
                 }
             }
-        };
-        if batch.is_empty() {
-            // Woken by the ingress; the poll catches deliveries replayed by `chirpd queue replay`.
-            tokio::select! {
-                _ = wake.notified() => continue,
-                _ = tokio::time::sleep(crate::dispatch::IDLE_POLL) => continue,
-                _ = shutdown.cancelled() => return,
-            }
         }
-        let cfg = config.borrow().clone();
-        if let Err(e) = plan_batch(&store, &cfg, batch).await {
-            // A full disk or a broken store: wait instead of spinning on the same batch.
-            tracing::error!(error = %e, "Cannot store the deliveries' plans; they stay queued for planning; retrying in 1 s.");
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.cancelled() => return,
-            }
-        }
-        planned.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
 /// Plans a batch and stores it in one commit. A plan that settles (it may merge with a pending post about
 /// the same subject) is stored on its own, after what came before it, so that the next one sees it.
 async fn plan_batch(
-    store: &Store,
+    store: &SharedStore,
     cfg: &Arc<Config>,
     batch: Vec<StoredDelivery>,
 ) -> Result<(), StoreError> {
     let mut pending: Vec<PlanRecord> = Vec::new();
     for delivery in batch {
-        let record = plan_one(store, cfg, delivery).await?;
+        let id = delivery.id.clone();
+        let record = match plan_one(store, cfg, delivery).await? {
+            Ok(record) => record,
+            Err(reason) => {
+                set_aside(store, &id, &reason).await?;
+                continue;
+            }
+        };
         let settles = record.items.iter().any(|i| i.subject.is_some());
         pending.push(record);
         if settles {
-            store.save_plans(std::mem::take(&mut pending)).await?;
+            save(store, std::mem::take(&mut pending)).await?;
         }
     }
-    if !pending.is_empty() {
-        store.save_plans(pending).await?;
+    save(store, pending).await
+}
+
+/// Stores plans in one commit. If the store refuses the batch itself, each plan is stored alone, and a
+/// plan refused alone sets its delivery aside.
+async fn save(store: &SharedStore, plans: Vec<PlanRecord>) -> Result<(), StoreError> {
+    if plans.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    match store.save_plans(plans.clone()).await {
+        Err(StoreError::Rejected(_)) => {
+            for plan in plans {
+                let id = plan.delivery_id.clone();
+                match store.save_plans(vec![plan]).await {
+                    Err(StoreError::Rejected(e)) => {
+                        set_aside(store, &id, &format!("the store refused its plan: {e}")).await?
+                    }
+                    other => other?,
+                }
+            }
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Marks a delivery that cannot be planned `dead`, with the reason, and says so.
+async fn set_aside(store: &SharedStore, id: &str, reason: &str) -> Result<(), StoreError> {
+    metrics::counter!("chirpd_deliveries_dead_total").increment(1);
+    tracing::error!(delivery = %id, %reason, "A delivery cannot be planned; it is set aside as dead (chirpd queue replay plans it again).");
+    store.fail_delivery(id, reason).await
+}
+
+/// Runs `plan::plan_as` on a blocking thread. A panic in planning (a bug) is caught and returned as the
+/// reason to set the delivery aside.
+async fn plan_off_thread(
+    cfg: &Arc<Config>,
+    d: &Arc<StoredDelivery>,
+    source: &Source,
+    payload: &Arc<serde_json::Value>,
+    shown: Option<EventKind>,
+) -> Result<Plan, String> {
+    let (cfg, d, provider, payload) = (cfg.clone(), d.clone(), source.provider.clone(), payload.clone());
+    tokio::task::spawn_blocking(move || {
+        if failpoint::armed(failpoint::PLAN_PANIC)
+            && d.body
+                .windows(failpoint::POISON.len())
+                .any(|w| w == failpoint::POISON.as_bytes())
+        {
+            panic!("failpoint {} reached", failpoint::PLAN_PANIC);
+        }
+        plan::plan_as(
+            &cfg.pipeline,
+            &d.source,
+            &provider,
+            d.event.as_deref(),
+            &payload,
+            shown,
+        )
+    })
+    .await
+    .map_err(|e| {
+        let what = e
+            .try_into_panic()
+            .ok()
+            .and_then(|p| {
+                p.downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+            })
+            .unwrap_or_else(|| "cancelled".to_string());
+        format!("planning failed: {what}")
+    })
 }
 
 /// For a settling destination: if an earlier post about the same subject is still waiting, the new one
 /// replaces it, rendered with the earlier post's verb ("opened") and the latest state (labels, title).
-#[allow(clippy::too_many_arguments)]
-async fn merge_with_pending(
-    store: &Store,
-    cfg: &Config,
-    d: &StoredDelivery,
-    provider: &crate::normalize::Provider,
-    payload: &serde_json::Value,
-    post: &plan::Planned,
+struct Settling<'a> {
+    cfg: &'a Arc<Config>,
+    delivery: &'a Arc<StoredDelivery>,
+    source: &'a Source,
+    payload: &'a Arc<serde_json::Value>,
     kind: Option<EventKind>,
-    subject: &str,
-) -> Result<Option<Merge>, crate::outbox::StoreError> {
-    if kind != Some(EventKind::TaskUpdated) {
-        return Ok(None);
-    }
-    let Some(earlier) = store
-        .settling(&post.destination, &post.recipient, subject)
-        .await?
-    else {
-        return Ok(None);
-    };
-    let shown = match earlier.event_kind.as_deref().and_then(EventKind::parse) {
-        Some(k @ (EventKind::TaskCreated | EventKind::TaskReopened)) => k,
-        Some(EventKind::TaskUpdated) => EventKind::TaskUpdated,
-        _ => return Ok(None),
-    };
-    let merged = plan::plan_as(
-        &cfg.pipeline,
-        &d.source,
-        provider,
-        d.event.as_deref(),
-        payload,
-        Some(shown),
-    );
-    let Some(m) = merged.posts.into_iter().find(|m| {
-        m.route == post.route && m.destination == post.destination && m.recipient == post.recipient
-    }) else {
-        return Ok(None);
-    };
-    Ok(Some(Merge {
-        supersedes: earlier.id,
-        text: m.text,
-        length: m.length,
-        due_at: earlier.next_attempt_at,
-        event_kind: shown.as_str(),
-    }))
 }
 
-/// Plans one delivery: pure planning, plus the store reads that settling needs. Writes nothing.
+impl Settling<'_> {
+    async fn merge(
+        &self,
+        store: &SharedStore,
+        post: &plan::Planned,
+        subject: &str,
+    ) -> Result<Result<Option<Merge>, String>, StoreError> {
+        if self.kind != Some(EventKind::TaskUpdated) {
+            return Ok(Ok(None));
+        }
+        let Some(earlier) = store
+            .settling(&post.destination, &post.recipient, subject)
+            .await?
+        else {
+            return Ok(Ok(None));
+        };
+        let shown = match earlier.event_kind.as_deref().and_then(EventKind::parse) {
+            Some(k @ (EventKind::TaskCreated | EventKind::TaskReopened)) => k,
+            Some(EventKind::TaskUpdated) => EventKind::TaskUpdated,
+            _ => return Ok(Ok(None)),
+        };
+        let merged =
+            match plan_off_thread(self.cfg, self.delivery, self.source, self.payload, Some(shown))
+                .await
+            {
+                Ok(m) => m,
+                Err(reason) => return Ok(Err(reason)),
+            };
+        let found = merged.posts.into_iter().find(|m| {
+            m.route == post.route
+                && m.destination == post.destination
+                && m.recipient == post.recipient
+        });
+        Ok(Ok(found.map(|m| Merge {
+            supersedes: earlier.id,
+            text: m.text,
+            length: m.length,
+            due_at: earlier.next_attempt_at,
+            event_kind: shown.as_str(),
+        })))
+    }
+}
+
+/// Plans one delivery: planning off the async threads, plus the store reads that settling needs. Writes
+/// nothing. The inner `Err` is a reason to set the delivery aside.
 async fn plan_one(
-    store: &Store,
+    store: &SharedStore,
     cfg: &Arc<Config>,
     d: StoredDelivery,
-) -> Result<PlanRecord, StoreError> {
+) -> Result<Result<PlanRecord, String>, StoreError> {
     let now = clock::now_ms();
     let Some(source) = cfg.sources.get(&d.source) else {
         let error = format!("source {:?} is no longer configured", d.source);
-        tracing::warn!(delivery = %d.id, %error, "Delivery not planned.");
-        return Ok(unplannable(d.id, error, now));
+        return Ok(Ok(unplannable(d.id, error, now)));
     };
-    let payload: serde_json::Value = match serde_json::from_slice(&d.body) {
-        Ok(p) => p,
+    let payload: Arc<serde_json::Value> = match serde_json::from_slice(&d.body) {
+        Ok(p) => Arc::new(p),
         Err(e) => {
             // The ingress only stores JSON, so this is a store written by something else.
             let error = format!("stored body is not JSON: {e}");
-            return Ok(unplannable(d.id, error, now));
+            return Ok(Ok(unplannable(d.id, error, now)));
         }
     };
-    // Planning is pure CPU work (templates, the weighted count); it runs off the async threads.
-    let (plan, payload) = {
-        let (cfg, source_id, provider, event) = (
-            cfg.clone(),
-            d.source.clone(),
-            source.provider.clone(),
-            d.event.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            let plan = plan::plan(
-                &cfg.pipeline,
-                &source_id,
-                &provider,
-                event.as_deref(),
-                &payload,
-            );
-            (plan, payload)
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("planning failed: {e}")))?
+    let d = Arc::new(d);
+    let plan = match plan_off_thread(cfg, &d, source, &payload, None).await {
+        Ok(plan) => plan,
+        Err(reason) => return Ok(Err(reason)),
     };
     for (route, e) in &plan.errors {
         tracing::error!(delivery = %d.id, route, location = %e.location, error = %e.message,
@@ -189,6 +285,13 @@ async fn plan_one(
             .join("; ")
     });
     let subject = plan.event.subject();
+    let settling = Settling {
+        cfg,
+        delivery: &d,
+        source,
+        payload: &payload,
+        kind: plan.event.kind,
+    };
     let mut items = Vec::with_capacity(plan.posts.len());
     for p in &plan.posts {
         let settle = cfg
@@ -206,21 +309,14 @@ async fn plan_one(
             event_kind: plan.event.kind.map(|k| k.as_str()),
             project: plan.event.project.clone(),
             subject: settle.and(subject.clone()),
-            due_at: settle.map(|s| now + s.as_millis() as i64),
+            due_at: settle.map(|s| now.saturating_add(s.as_millis() as i64)),
             merge: None,
         };
         if let (Some(_), Some(subj)) = (settle, &subject) {
-            item.merge = merge_with_pending(
-                store,
-                cfg,
-                &d,
-                &source.provider,
-                &payload,
-                p,
-                plan.event.kind,
-                subj,
-            )
-            .await?;
+            match settling.merge(store, p, subj).await? {
+                Ok(merge) => item.merge = merge,
+                Err(reason) => return Ok(Err(reason)),
+            }
         }
         items.push(item);
     }
@@ -233,14 +329,14 @@ async fn plan_one(
         "posted"
     };
     metrics::counter!("chirpd_deliveries_planned_total", "source" => d.source.clone(), "outcome" => outcome).increment(1);
-    Ok(PlanRecord {
-        delivery_id: d.id,
+    Ok(Ok(PlanRecord {
+        delivery_id: d.id.clone(),
         native: plan.event.native.clone(),
         kind: plan.event.kind.map(|k| k.as_str()),
         items,
         error: errors,
         now,
-    })
+    }))
 }
 
 /// The record of a delivery that cannot be planned: kept, marked failed, with the reason.

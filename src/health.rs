@@ -24,6 +24,8 @@ pub struct Health {
     holds: Arc<Mutex<BTreeMap<String, Hold>>>,
     /// Each dispatcher worker's last turn, for the watchdog.
     beats: Arc<Mutex<BTreeMap<String, Instant>>>,
+    /// Pipeline stages (the fanout) that are failing, with why; `/readyz` is unready while any is.
+    stages: Arc<Mutex<BTreeMap<&'static str, String>>>,
 }
 
 impl Health {
@@ -76,6 +78,25 @@ impl Health {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Records that a stage is failing (it keeps retrying, or is being restarted).
+    pub fn stage_failed(&self, stage: &'static str, reason: String) {
+        if let Ok(mut stages) = self.stages.lock() {
+            stages.insert(stage, reason);
+        }
+    }
+
+    /// Records that a stage works again.
+    pub fn stage_ok(&self, stage: &'static str) {
+        if let Ok(mut stages) = self.stages.lock() {
+            stages.remove(stage);
+        }
+    }
+
+    /// The failing stages and why.
+    pub fn failing_stages(&self) -> BTreeMap<&'static str, String> {
+        self.stages.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     pub fn holds(&self) -> BTreeMap<String, Hold> {

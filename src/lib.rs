@@ -34,6 +34,7 @@ pub mod outbox;
 pub mod plan;
 pub mod ratelimit;
 pub mod render;
+pub mod retention;
 pub mod route;
 pub mod sink;
 pub mod systemd;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use http::HeaderMap;
 
 use crate::clock::UnixMillis;
+use crate::outbox::{Block, HoldCause};
 
 /// One of the admin's quota windows: at most `count` requests in any `per`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,33 +44,25 @@ impl Window {
     }
 }
 
-/// Parses durations written as `250ms`, `5s`, `15m`, `24h` or `7d`.
+/// Parses a duration in jiff's friendly format: `250ms`, `5s`, `15m`, `1h30m`, `1h 30m`, `24h`, `7d`
+/// (a day is 24 hours here: windows and timeouts are spans of elapsed time, not calendar days).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (num, unit) = text.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 5s, 15m, 24h or 7d"))?;
-    let ms = match unit {
-        "ms" => n,
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        "d" => n * 86_400_000,
-        _ => return Err(format!("{text:?} has no unit: use ms, s, m, h or d")),
-    };
-    Ok(Duration::from_millis(ms))
+    let invalid = || format!("{text:?} is not a duration such as 500ms, 5s, 15m, 1h30m or 7d");
+    let span: jiff::Span = text.trim().parse().map_err(|_| invalid())?;
+    let elapsed = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|_| invalid())?;
+    Duration::try_from(elapsed).map_err(|_| format!("{text:?} is negative"))
 }
 
 /// The gate's verdict for the next request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Gate {
     Open,
-    /// Wait until this instant; the reason is for logs and `/readyz`.
+    /// Wait until this instant. The cause decides what follows; the reason is for logs and `/readyz`.
     Closed {
         until: UnixMillis,
+        cause: HoldCause,
         reason: String,
     },
 }
@@ -80,23 +73,27 @@ pub enum Gate {
 /// them, which is when a slot frees up.
 pub fn check(
     now: UnixMillis,
-    blocked_until: Option<(UnixMillis, String)>,
+    blocked: Option<Block>,
     windows: &[Window],
     sent_in: &dyn Fn(&Window) -> (u32, Option<UnixMillis>),
 ) -> Gate {
     let mut gate = Gate::Open;
-    let mut close = |until: UnixMillis, reason: String| {
+    let mut close = |until: UnixMillis, cause: HoldCause, reason: String| {
         if let Gate::Closed { until: u, .. } = &gate
             && *u >= until
         {
             return;
         }
-        gate = Gate::Closed { until, reason };
+        gate = Gate::Closed {
+            until,
+            cause,
+            reason,
+        };
     };
-    if let Some((until, reason)) = blocked_until
-        && until > now
+    if let Some(b) = blocked
+        && b.until > now
     {
-        close(until, reason);
+        close(b.until, b.cause, b.reason);
     }
     for w in windows {
         let (count, oldest) = sent_in(w);
@@ -105,6 +102,7 @@ pub fn check(
             let until = oldest.map_or(now + w.per_ms(), |o| o + w.per_ms());
             close(
                 until.max(now + 1),
+                HoldCause::OwnWindow,
                 format!("own limit {}/{}s reached", w.count, w.per.as_secs()),
             );
         }
@@ -112,9 +110,9 @@ pub fn check(
     gate
 }
 
-/// What X's headers say about the window after an answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct XLimits {
+/// What an API's rate-limit headers say after an answer (X's, or Mastodon's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiLimits {
     /// The latest reset among the windows that are spent, in Unix ms, if any is spent.
     pub spent_until: Option<UnixMillis>,
     /// The remaining count of the 15-minute window, for metrics and logs.
@@ -124,7 +122,7 @@ pub struct XLimits {
 /// Reads `x-rate-limit-*`, `x-user-limit-24hour-*` and `x-app-limit-24hour-*`. A window counts as spent
 /// when its remaining count is 0; `is_429` marks every window whose reset is known as spent, since X
 /// answers 429 for whichever one ran out and its 15-minute headers may still show room.
-pub fn read_x_headers(headers: &HeaderMap, is_429: bool) -> XLimits {
+pub fn read_x_headers(headers: &HeaderMap, is_429: bool) -> ApiLimits {
     let num = |name: &str| -> Option<i64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
     let mut spent_until: Option<UnixMillis> = None;
     for prefix in ["x-rate-limit", "x-user-limit-24hour", "x-app-limit-24hour"] {
@@ -146,7 +144,7 @@ pub fn read_x_headers(headers: &HeaderMap, is_429: bool) -> XLimits {
             }
         }
     }
-    XLimits {
+    ApiLimits {
         spent_until,
         remaining: num("x-rate-limit-remaining"),
     }
@@ -173,8 +171,13 @@ mod tests {
         assert!(Window::parse("10").is_err());
         assert!(Window::parse("x/1h").is_err());
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_duration("5").unwrap_err().contains("no unit"));
-        assert!(parse_duration("5w").is_err());
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
+        assert!(parse_duration("5").unwrap_err().contains("is not a duration"));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-5m").unwrap_err().contains("negative"));
+        // Far too long is refused, not multiplied into an overflow.
+        assert!(parse_duration("99999999999999d").is_err());
     }
 
     #[test]
@@ -192,7 +195,11 @@ mod tests {
     #[test]
     fn persisted_block_wins_until_it_passes() {
         let none = |_: &Window| (0, None);
-        let block = Some((5_000, "429".to_string()));
+        let block = Some(Block {
+            until: 5_000,
+            cause: HoldCause::RateLimited,
+            reason: "429".into(),
+        });
         assert!(matches!(
             check(1_000, block.clone(), &[], &none),
             Gate::Closed { until: 5_000, .. }

@@ -1,19 +1,22 @@
 //! The systemd notification protocol: READY, RELOADING, STOPPING, and a watchdog fed by real progress.
 //!
 //! Outside systemd (`$NOTIFY_SOCKET` unset) every call is a no-op, so the daemon runs the same by hand.
-//! The watchdog keep-alive is sent only when the store commits, the HTTP server answers `/healthz` on its
-//! own socket, and every dispatcher worker has turned recently; a daemon wedged in any of them stops
-//! feeding the watchdog, and systemd restarts it.
+//! The watchdog keep-alive is sent only when the store's writer commits (a query would still answer with
+//! the writer dead), the HTTP server answers `/healthz` on its own socket, and every dispatcher worker
+//! has turned recently; a daemon wedged in any of them stops feeding the watchdog, and systemd restarts it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::dispatch;
 use crate::health::Health;
-use crate::outbox::Store;
+use crate::outbox::SharedStore;
 
 /// Tells systemd the daemon is ready: the store is open, the config and templates are loaded, and the
 /// listener accepts connections.
@@ -40,19 +43,18 @@ fn send(states: &[NotifyState<'_>], what: &str) {
     }
 }
 
-/// Feeds the watchdog every `interval / 2`, but only after every probe passed.
+/// Feeds the watchdog every `interval / 2`, but only after every probe passed. The request timeout that
+/// bounds a worker's turn is read from the current config, so a reload applies it.
 pub async fn watchdog(
     interval: Duration,
-    store: Store,
+    store: SharedStore,
     local: SocketAddr,
     health: Health,
-    request_timeout: Duration,
+    config: watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
 ) {
     let period = interval / 2;
     let probe_timeout = period.max(Duration::from_millis(100));
-    // A worker turns at least every IDLE_POLL, or after one request; allow both, twice over.
-    let stale_after = (dispatch::IDLE_POLL + request_timeout) * 2;
     let http = reqwest::Client::new();
     let healthz = format!("http://{}/healthz", loopback(local));
     loop {
@@ -61,14 +63,16 @@ pub async fn watchdog(
             _ = shutdown.cancelled() => return,
         }
         let store_ok = matches!(
-            tokio::time::timeout(probe_timeout, store.counts()).await,
-            Ok(Ok(_))
+            tokio::time::timeout(probe_timeout, store.probe_commit()).await,
+            Ok(Ok(()))
         );
         let http_ok = matches!(
             tokio::time::timeout(probe_timeout, http.get(&healthz).send()).await,
             Ok(Ok(r)) if r.status().is_success()
         );
-        let stale = health.stale_workers(stale_after);
+        // A worker turns at least every IDLE_POLL, or after one request; allow both, twice over.
+        let request_timeout = config.borrow().dispatch.request_timeout;
+        let stale = health.stale_workers((dispatch::IDLE_POLL + request_timeout) * 2);
         if store_ok && http_ok && stale.is_empty() {
             send(&[NotifyState::Watchdog], "WATCHDOG");
         } else {

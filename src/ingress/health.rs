@@ -7,6 +7,9 @@ use serde_json::json;
 
 use crate::ingress::AppState;
 
+/// How long `/readyz` waits for the store to commit before calling it not ready.
+const STORE_PROBE: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -37,12 +40,21 @@ pub async fn metrics(
     )
 }
 
-/// Ready when the store commits and no destination needs the admin. Rate-limit waits are listed but do
-/// not make the daemon unready: they end on their own.
+/// Ready when the store commits, every stage works and no destination needs the admin. Rate-limit waits
+/// are listed but do not make the daemon unready: they end on their own.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let mut reasons = Vec::new();
-    if let Err(e) = state.store.counts().await {
-        reasons.push(format!("store: {e}"));
+    // A commit, not a query: a stuck writer leaves queries answering.
+    match tokio::time::timeout(STORE_PROBE, state.store.probe_commit()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => reasons.push(format!("store: {e}")),
+        Err(_) => reasons.push(format!(
+            "store: no commit within {} s",
+            STORE_PROBE.as_secs()
+        )),
+    }
+    for (stage, reason) in state.health.failing_stages() {
+        reasons.push(format!("{stage}: {reason}"));
     }
     let holds = state.health.holds();
     for (dest, hold) in &holds {

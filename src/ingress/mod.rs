@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::health::Health;
-use crate::outbox::Store;
+use crate::outbox::SharedStore;
 
 /// How long in-flight requests may take to finish after shutdown begins.
 pub const DRAIN: Duration = Duration::from_secs(10);
@@ -32,7 +32,7 @@ pub const DRAIN: Duration = Duration::from_secs(10);
 pub struct AppState {
     /// The current config; a reload swaps it atomically.
     pub config: watch::Receiver<Arc<Config>>,
-    pub store: Store,
+    pub store: SharedStore,
     /// Wakes the fanout after a delivery is stored.
     pub fanout: Arc<Notify>,
     pub health: Health,
@@ -48,18 +48,16 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves `router` on `listener` until `shutdown`, then drains in-flight requests for up to `DRAIN`.
+/// Each new connection gets the header timeout of the config current when it is accepted, so a reload
+/// applies it; the connection cap is fixed at start.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    header_timeout: Duration,
-    max_connections: usize,
+    config: watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(max_connections));
+    let permits = Arc::new(Semaphore::new(config.borrow().server.max_connections));
     let graceful = GracefulShutdown::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
     loop {
         // Waiting for a permit before accepting leaves extra connections in the kernel's backlog.
         let permit = tokio::select! {
@@ -82,6 +80,9 @@ pub async fn serve(
             _ = shutdown.cancelled() => break,
         };
         let service = TowerToHyperService::new(router.clone());
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(config.borrow().server.header_timeout);
         let conn = http.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

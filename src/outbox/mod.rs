@@ -1,10 +1,9 @@
 //! The durable store: deliveries, the outbox, the send ledger and rate-limit holds.
 //!
-//! `Store` is the narrow interface the rest of the daemon uses; SQLite (`sqlite.rs`) is its backend, and a
-//! Postgres backend would implement the same methods. Every method returns only after its transaction
-//! committed with fsync, so a caller that got `Ok` may promise durability (the ingress answers 2xx on it).
-//! Concurrent calls share commits (group commit), so durability does not cap throughput.
-//! Nothing here knows about HTTP, templates or X.
+//! `Store` is the trait the rest of the daemon uses, and `SharedStore` the handle it passes around;
+//! SQLite (`sqlite/`) is its backend today. Every method returns only after its transaction committed
+//! durably, so a caller that got `Ok` may promise durability (the ingress answers 2xx on it).
+//! Nothing here knows about HTTP, templates or X, and no other module sees SQL.
 
 pub mod sqlite;
 
@@ -24,6 +23,58 @@ pub enum StoreError {
     Closed,
     #[error("not found: {0}")]
     NotFound(String),
+    /// The store refused this data itself (a constraint, a value it cannot hold): trying again cannot
+    /// help, unlike `Unavailable`.
+    #[error("refused by the store: {0}")]
+    Rejected(String),
+}
+
+/// Why a destination is held, as persisted with the hold. The cause, not the text of the reason, decides
+/// what follows: only `Paused` needs the admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldCause {
+    /// The admin's own window is full; ends when its oldest request leaves it. Never persisted: the
+    /// ledger is the record.
+    OwnWindow,
+    /// The API answered 429 or its headers showed a spent window; ends at the reset.
+    RateLimited,
+    /// The monthly budget is spent; ends with the month.
+    Budget,
+    /// The account itself was refused (credentials, credits, access level): the admin must act.
+    Paused,
+}
+
+impl HoldCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldCause::OwnWindow => "own_window",
+            HoldCause::RateLimited => "rate_limited",
+            HoldCause::Budget => "budget",
+            HoldCause::Paused => "paused",
+        }
+    }
+
+    /// Reads a stored cause; an unknown one (written by a newer chirpd) is taken as the strictest.
+    pub fn parse(s: &str) -> HoldCause {
+        match s {
+            "own_window" => HoldCause::OwnWindow,
+            "rate_limited" => HoldCause::RateLimited,
+            "budget" => HoldCause::Budget,
+            _ => HoldCause::Paused,
+        }
+    }
+
+    pub fn needs_admin(self) -> bool {
+        self == HoldCause::Paused
+    }
+}
+
+/// A persisted hold on a destination: nothing is sent to it before `until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub until: UnixMillis,
+    pub cause: HoldCause,
+    pub reason: String,
 }
 
 /// A verified webhook to record.
@@ -168,6 +219,13 @@ pub struct Item {
     pub folded_into: Option<String>,
 }
 
+impl Item {
+    /// A digest carries several deliveries' items and comes from none itself.
+    pub fn is_digest(&self) -> bool {
+        self.delivery_id.is_none()
+    }
+}
+
 /// How an attempt on a `sending` item ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finish {
@@ -192,380 +250,185 @@ pub enum Finish {
     },
 }
 
-/// The store handle. Cheap to clone; all clones share one writer thread and one read connection.
-#[derive(Clone)]
-pub struct Store {
-    /// Every change, batched into group commits.
-    writer: sqlite::Writer,
-    /// Queries, which need no commit.
-    reader: sqlite::Reader,
-}
-
-impl Store {
-    /// Opens the store at `path`, creating and migrating it as needed.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::open_with_cap(path, None)
-    }
-
-    /// Opens the store with a cap on its size: writes past it fail as on a full disk.
-    pub fn open_with_cap(path: &Path, max_bytes: Option<u64>) -> Result<Store, StoreError> {
-        let writer = sqlite::Writer::open(path, max_bytes)?;
-        Ok(Store {
-            writer,
-            reader: sqlite::Reader::open(path)?,
-        })
-    }
-
+/// The durable store, as every other module sees it. SQLite (`sqlite::SqliteStore`) implements it today;
+/// a PostgreSQL backend will implement the same trait, so nothing outside `outbox` changes with the
+/// backend.
+///
+/// The contract every backend keeps:
+/// - a method that changes anything returns only after its transaction committed durably (fsync, or
+///   PostgreSQL's synchronous commit), so a caller holding `Ok` may promise durability;
+/// - each method is one transaction: all or nothing;
+/// - `claim` is atomic across every process sharing the store: one item is never claimed twice;
+/// - queries may run on a separate connection and see every transaction committed before they began.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
     /// Records a verified delivery, or finds the earlier copy of a duplicate.
-    pub async fn record_delivery(&self, d: NewDelivery) -> Result<Recorded, StoreError> {
-        let id = new_id();
-        self.writer
-            .call(move |c| sqlite::record_delivery(c, &d, &id))
-            .await
-    }
+    async fn record_delivery(&self, d: NewDelivery) -> Result<Recorded, StoreError>;
 
     /// Deliveries not yet turned into outbox items, oldest first.
-    pub async fn unplanned(&self, limit: usize) -> Result<Vec<StoredDelivery>, StoreError> {
-        self.reader.call(move |c| sqlite::unplanned(c, limit)).await
-    }
+    async fn unplanned(&self, limit: usize) -> Result<Vec<StoredDelivery>, StoreError>;
 
-    /// Stores a delivery's outbox items and marks it planned, in one transaction, so that a crash
-    /// leaves either both or neither.
-    pub async fn save_plan(
-        &self,
-        delivery_id: String,
-        native: String,
-        kind: Option<&'static str>,
-        items: Vec<NewItem>,
-        error: Option<String>,
-        now: UnixMillis,
-    ) -> Result<(), StoreError> {
-        self.save_plans(vec![PlanRecord {
-            delivery_id,
-            native,
-            kind,
-            items,
-            error,
-            now,
-        }])
-        .await
-    }
+    /// Stores several deliveries' plans (their outbox items and new state) in one transaction: all or
+    /// nothing, so a crash leaves either a delivery's plan and its `planned` state, or neither.
+    async fn save_plans(&self, plans: Vec<PlanRecord>) -> Result<(), StoreError>;
 
-    /// Stores several deliveries' plans in one job, hence one commit: the fanout's work costs one fsync
-    /// per batch instead of one per delivery. The job is all or nothing: if one plan fails, none is
-    /// stored, and the deliveries stay queued for planning.
-    pub async fn save_plans(&self, plans: Vec<PlanRecord>) -> Result<(), StoreError> {
-        let plans: Vec<(PlanRecord, Vec<(String, NewItem)>)> = plans
-            .into_iter()
-            .map(|mut p| {
-                let items = std::mem::take(&mut p.items)
-                    .into_iter()
-                    .map(|i| (new_id(), i))
-                    .collect();
-                (p, items)
-            })
-            .collect();
-        self.writer
-            .call(move |c| {
-                for (p, items) in &plans {
-                    sqlite::save_plan(
-                        c,
-                        &p.delivery_id,
-                        &p.native,
-                        p.kind,
-                        items,
-                        p.error.as_deref(),
-                        p.now,
-                    )?;
-                }
-                Ok(())
-            })
-            .await
-    }
+    /// Gives up on a delivery that cannot be planned: it is kept, marked `dead` with the reason, and
+    /// never offered for planning again (until `replay_delivery`).
+    async fn fail_delivery(&self, id: &str, error: &str) -> Result<(), StoreError>;
 
     /// The pending item about `subject` for a destination and recipient, if one waits to settle.
-    pub async fn settling(
+    async fn settling(
         &self,
         destination: &str,
         recipient: &str,
         subject: &str,
-    ) -> Result<Option<Item>, StoreError> {
-        let (destination, recipient, subject) = (
-            destination.to_string(),
-            recipient.to_string(),
-            subject.to_string(),
-        );
-        self.reader
-            .call(move |c| sqlite::settling(c, &destination, &recipient, &subject))
-            .await
-    }
+    ) -> Result<Option<Item>, StoreError>;
 
     /// Claims the next due item of `destination`: marks it `sending` and records the request in the
     /// ledger, committed before the caller makes the request.
-    pub async fn claim(
-        &self,
-        destination: &str,
-        now: UnixMillis,
-    ) -> Result<Option<Item>, StoreError> {
-        let destination = destination.to_string();
-        self.writer
-            .call(move |c| sqlite::claim(c, &destination, now))
-            .await
-    }
+    async fn claim(&self, destination: &str, now: UnixMillis) -> Result<Option<Item>, StoreError>;
 
     /// When the earliest waiting item of `destination` becomes due.
-    pub async fn next_due(&self, destination: &str) -> Result<Option<UnixMillis>, StoreError> {
-        let destination = destination.to_string();
-        self.reader
-            .call(move |c| sqlite::next_due(c, &destination))
-            .await
-    }
+    async fn next_due(&self, destination: &str) -> Result<Option<UnixMillis>, StoreError>;
 
-    pub async fn finish(&self, id: &str, how: Finish, now: UnixMillis) -> Result<(), StoreError> {
-        let id = id.to_string();
-        self.writer
-            .call(move |c| sqlite::finish(c, &id, &how, now))
-            .await
-    }
+    /// Commits how an attempt on a `sending` item ended.
+    async fn finish(&self, id: &str, how: Finish, now: UnixMillis) -> Result<(), StoreError>;
 
     /// Puts items left `sending` by a crash back in the queue; they are sent again with the same text.
-    pub async fn recover_interrupted(&self, now: UnixMillis) -> Result<usize, StoreError> {
-        self.writer
-            .call(move |c| sqlite::recover_interrupted(c, now))
-            .await
-    }
+    async fn recover_interrupted(&self, now: UnixMillis) -> Result<usize, StoreError>;
 
     /// Requests made to `destination` after `since`: their count and the oldest one's time.
-    pub async fn ledger(
+    async fn ledger(
         &self,
         destination: &str,
         since: UnixMillis,
-    ) -> Result<(u32, Option<UnixMillis>), StoreError> {
-        let destination = destination.to_string();
-        self.reader
-            .call(move |c| sqlite::ledger(c, &destination, since))
-            .await
-    }
+    ) -> Result<(u32, Option<UnixMillis>), StoreError>;
 
-    /// Forgets ledger rows older than any window needs.
-    pub async fn prune_ledger(&self, before: UnixMillis) -> Result<usize, StoreError> {
-        self.writer
-            .call(move |c| sqlite::prune_ledger(c, before))
-            .await
-    }
+    /// Forgets ledger rows older than `before`.
+    async fn prune_ledger(&self, before: UnixMillis) -> Result<usize, StoreError>;
 
-    /// Holds `destination` until `until` (the later of this and any existing hold wins).
-    pub async fn block(
-        &self,
-        destination: &str,
-        until: UnixMillis,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        let (destination, reason) = (destination.to_string(), reason.to_string());
-        self.writer
-            .call(move |c| sqlite::block(c, &destination, until, &reason))
-            .await
-    }
+    /// Holds `destination` until `block.until` (the later of this and any existing hold wins, with its
+    /// cause and reason).
+    async fn block(&self, destination: &str, block: Block) -> Result<(), StoreError>;
 
-    pub async fn blocked(
-        &self,
-        destination: &str,
-    ) -> Result<Option<(UnixMillis, String)>, StoreError> {
-        let destination = destination.to_string();
-        self.reader
-            .call(move |c| sqlite::blocked(c, &destination))
-            .await
-    }
+    /// The persisted hold of `destination`, if any.
+    async fn blocked(&self, destination: &str) -> Result<Option<Block>, StoreError>;
 
-    pub async fn items(
-        &self,
-        state: Option<ItemState>,
-        limit: usize,
-    ) -> Result<Vec<Item>, StoreError> {
-        self.reader
-            .call(move |c| sqlite::items(c, state, limit))
-            .await
-    }
+    /// The newest items, optionally in one state.
+    async fn items(&self, state: Option<ItemState>, limit: usize) -> Result<Vec<Item>, StoreError>;
 
-    pub async fn item(&self, id: &str) -> Result<Option<Item>, StoreError> {
-        let id = id.to_string();
-        self.reader.call(move |c| sqlite::item(c, &id)).await
-    }
+    async fn item(&self, id: &str) -> Result<Option<Item>, StoreError>;
 
     /// Puts a dead, waiting or pending item back in the queue, due now.
-    pub async fn retry_item(&self, id: &str, now: UnixMillis) -> Result<(), StoreError> {
-        let id = id.to_string();
-        self.writer
-            .call(move |c| sqlite::retry_item(c, &id, now))
-            .await
-    }
+    async fn retry_item(&self, id: &str, now: UnixMillis) -> Result<(), StoreError>;
 
     /// Marks a queued item dead so it is never sent.
-    pub async fn drop_item(&self, id: &str, now: UnixMillis) -> Result<(), StoreError> {
-        let id = id.to_string();
-        self.writer
-            .call(move |c| sqlite::drop_item(c, &id, now))
-            .await
-    }
+    async fn drop_item(&self, id: &str, now: UnixMillis) -> Result<(), StoreError>;
 
     /// Plans a delivery again; returns how many dead items it replaces.
-    pub async fn replay_delivery(&self, id: &str) -> Result<usize, StoreError> {
-        let id = id.to_string();
-        self.writer
-            .call(move |c| sqlite::replay_delivery(c, &id))
-            .await
-    }
+    async fn replay_delivery(&self, id: &str) -> Result<usize, StoreError>;
 
     /// The due items of a destination, oldest first: the candidates for a digest.
-    pub async fn due(
+    async fn due(
         &self,
         destination: &str,
         now: UnixMillis,
         limit: usize,
-    ) -> Result<Vec<Item>, StoreError> {
-        let destination = destination.to_string();
-        self.reader
-            .call(move |c| sqlite::due(c, &destination, now, limit))
-            .await
-    }
+    ) -> Result<Vec<Item>, StoreError>;
 
-    /// Folds `items` into a new digest item with `text`, in one transaction; returns the digest's id.
-    pub async fn fold(
-        &self,
-        destination: &str,
-        items: Vec<String>,
-        text: String,
-        length: usize,
-        now: UnixMillis,
-    ) -> Result<String, StoreError> {
-        let (destination, id) = (destination.to_string(), new_id());
-        self.writer
-            .call(move |c| {
-                sqlite::fold(c, &destination, &id, &items, &text, length, now).map(|()| id)
-            })
-            .await
-    }
+    /// Folds `fold.items` into a new digest item for one recipient, in one transaction; returns the
+    /// digest's id. Every folded item must be queued for that destination and recipient.
+    async fn fold(&self, fold: NewDigest) -> Result<String, StoreError>;
 
     /// Marks items dead with a reason (overflow = "drop").
-    pub async fn drop_items(
+    async fn drop_items(
         &self,
         items: Vec<String>,
         reason: &str,
         now: UnixMillis,
-    ) -> Result<usize, StoreError> {
-        let reason = reason.to_string();
-        self.writer
-            .call(move |c| sqlite::drop_items(c, &items, &reason, now))
-            .await
-    }
+    ) -> Result<usize, StoreError>;
 
     /// Replaces an item's text before its request (a link removed to stay within budget).
-    pub async fn set_text(&self, id: &str, text: String, length: usize) -> Result<(), StoreError> {
-        let id = id.to_string();
-        self.writer
-            .call(move |c| sqlite::set_text(c, &id, &text, length))
-            .await
-    }
+    async fn set_text(&self, id: &str, text: String, length: usize) -> Result<(), StoreError>;
 
     /// Money spent on `destination` since `since`, in micro-dollars.
-    pub async fn spent_since(
-        &self,
-        destination: &str,
-        since: UnixMillis,
-    ) -> Result<i64, StoreError> {
-        let destination = destination.to_string();
-        self.reader
-            .call(move |c| sqlite::spent_since(c, &destination, since))
-            .await
-    }
+    async fn spent_since(&self, destination: &str, since: UnixMillis) -> Result<i64, StoreError>;
 
-    /// A DM recipient's user id, if resolved before.
-    pub async fn user_id(&self, username: &str) -> Result<Option<String>, StoreError> {
-        let username = username.to_ascii_lowercase();
-        self.reader
-            .call(move |c| sqlite::user_id(c, &username))
-            .await
-    }
+    /// A DM recipient's user id, if resolved before. Usernames compare without `@` and case.
+    async fn user_id(&self, username: &str) -> Result<Option<String>, StoreError>;
 
-    pub async fn set_user_id(
+    async fn set_user_id(
         &self,
         username: &str,
         user_id: &str,
         now: UnixMillis,
-    ) -> Result<(), StoreError> {
-        let (username, user_id) = (username.to_ascii_lowercase(), user_id.to_string());
-        self.writer
-            .call(move |c| sqlite::set_user_id(c, &username, &user_id, now))
-            .await
-    }
+    ) -> Result<(), StoreError>;
 
-    /// The OAuth 2.0 tokens of a destination: access token, refresh token, expiry.
-    pub async fn tokens(
-        &self,
-        destination: &str,
-    ) -> Result<Option<(Secret, Option<Secret>, UnixMillis)>, StoreError> {
-        let destination = destination.to_string();
-        let found = self
-            .reader
-            .call(move |c| sqlite::tokens(c, &destination))
-            .await?;
-        Ok(found.map(|(a, r, e)| (Secret::new(a), r.map(Secret::new), e)))
-    }
+    /// The OAuth 2.0 tokens of a destination.
+    async fn tokens(&self, destination: &str) -> Result<Option<Tokens>, StoreError>;
 
     /// Stores a destination's new OAuth 2.0 tokens; committed before the caller uses them.
-    pub async fn set_tokens(
+    async fn set_tokens(
         &self,
         destination: &str,
-        access: Secret,
-        refresh: Option<Secret>,
-        expires_at: UnixMillis,
+        tokens: Tokens,
         now: UnixMillis,
-    ) -> Result<(), StoreError> {
-        let destination = destination.to_string();
-        self.writer
-            .call(move |c| {
-                sqlite::set_tokens(
-                    c,
-                    &destination,
-                    access.expose(),
-                    refresh.as_ref().map(Secret::expose),
-                    expires_at,
-                    now,
-                )
-            })
-            .await
-    }
+    ) -> Result<(), StoreError>;
 
     /// Outbox items per state.
-    pub async fn counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.reader.call(sqlite::counts).await
-    }
+    async fn counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
 
     /// Keeps a secret a source learned at a handshake (Asana's `X-Hook-Secret`), replacing any earlier one.
-    pub async fn set_learned_secret(
+    async fn set_learned_secret(
         &self,
         source: &str,
         secret: Secret,
         now: UnixMillis,
-    ) -> Result<(), StoreError> {
-        let source = source.to_string();
-        self.writer
-            .call(move |c| sqlite::set_learned_secret(c, &source, secret.expose(), now))
-            .await
-    }
+    ) -> Result<(), StoreError>;
 
-    pub async fn learned_secret(&self, source: &str) -> Result<Option<Secret>, StoreError> {
-        let source = source.to_string();
-        let found = self
-            .reader
-            .call(move |c| sqlite::learned_secret(c, &source))
-            .await?;
-        Ok(found.map(Secret::new))
-    }
+    async fn learned_secret(&self, source: &str) -> Result<Option<Secret>, StoreError>;
 
-    pub async fn delivery_count(&self) -> Result<i64, StoreError> {
-        self.reader.call(sqlite::delivery_count).await
-    }
+    async fn delivery_count(&self) -> Result<i64, StoreError>;
+
+    /// Commits an empty transaction through the same path as every change: `Ok` means the store can
+    /// durably write right now. The watchdog and `/readyz` ask this, not a query, because a writer that
+    /// is dead or stuck still leaves queries answering.
+    async fn probe_commit(&self) -> Result<(), StoreError>;
+}
+
+/// The store as the daemon shares it between tasks.
+pub type SharedStore = std::sync::Arc<dyn Store>;
+
+/// Opens the SQLite store at `path`, creating and migrating it as needed; `max_bytes` caps its size
+/// (writes past it fail as on a full disk).
+pub fn open(path: &Path, max_bytes: Option<u64>) -> Result<SharedStore, StoreError> {
+    Ok(std::sync::Arc::new(sqlite::SqliteStore::open(
+        path, max_bytes,
+    )?))
+}
+
+/// A destination's OAuth 2.0 user tokens.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access: Secret,
+    /// None when the app was not granted `offline.access`.
+    pub refresh: Option<Secret>,
+    pub expires_at: UnixMillis,
+}
+
+/// A digest to create from queued items of one destination and recipient.
+#[derive(Debug, Clone)]
+pub struct NewDigest {
+    pub destination: String,
+    /// The DM recipient every folded item was for, or empty for posts: a digest of DMs is a DM to the
+    /// same person, never a public post.
+    pub recipient: String,
+    /// The outbox item kind of the destination (tweet, dm, mastodon).
+    pub kind: &'static str,
+    pub items: Vec<String>,
+    pub text: String,
+    pub length: usize,
+    pub now: UnixMillis,
 }
 
 /// A new time-ordered id.
@@ -576,6 +439,31 @@ pub fn new_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn open_in(dir: &tempfile::TempDir) -> SharedStore {
+        open(&dir.path().join("s.db"), None).unwrap()
+    }
+
+    /// Stores one delivery's plan.
+    async fn save_plan(
+        store: &SharedStore,
+        delivery_id: String,
+        native: &str,
+        kind: Option<&'static str>,
+        items: Vec<NewItem>,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        store
+            .save_plans(vec![PlanRecord {
+                delivery_id,
+                native: native.into(),
+                kind,
+                items,
+                error: None,
+                now,
+            }])
+            .await
+    }
 
     fn delivery(key: &str, body: &'static [u8]) -> NewDelivery {
         NewDelivery {
@@ -607,7 +495,7 @@ mod tests {
     #[tokio::test]
     async fn duplicates_by_id_or_body_find_the_first_copy() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let store = open_in(&dir);
         let first = store.record_delivery(delivery("a", b"{1}")).await.unwrap();
         assert!(!first.duplicate);
         let again = store.record_delivery(delivery("a", b"{2}")).await.unwrap();
@@ -627,7 +515,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_records_share_commits_and_all_land() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let store = open_in(&dir);
         let mut tasks = Vec::new();
         for i in 0..200 {
             let store = store.clone();
@@ -647,20 +535,19 @@ mod tests {
     async fn items_move_through_their_states_and_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
-        let store = Store::open(&path).unwrap();
+        let store = open(&path, None).unwrap();
         let d = store.record_delivery(delivery("a", b"{}")).await.unwrap();
         assert_eq!(store.unplanned(10).await.unwrap().len(), 1);
-        store
-            .save_plan(
-                d.id.clone(),
-                "issues.opened".into(),
-                Some("task.created"),
-                vec![item("team")],
-                None,
-                10,
-            )
-            .await
-            .unwrap();
+        save_plan(
+            &store,
+            d.id.clone(),
+            "issues.opened",
+            Some("task.created"),
+            vec![item("team")],
+            10,
+        )
+        .await
+        .unwrap();
         assert!(store.unplanned(10).await.unwrap().is_empty());
         // Not due before its time; claimed once due.
         assert!(store.claim("team", 9).await.unwrap().is_none());
@@ -670,7 +557,7 @@ mod tests {
         drop(store);
 
         // A crash while sending: reopening finds it `sending` and recovery queues it again.
-        let store = Store::open(&path).unwrap();
+        let store = open(&path, None).unwrap();
         assert_eq!(store.recover_interrupted(20).await.unwrap(), 1);
         let again = store.claim("team", 20).await.unwrap().unwrap();
         assert_eq!(
@@ -706,10 +593,22 @@ mod tests {
         assert_eq!(store.spent_since("team", 22).await.unwrap(), 0);
     }
 
+    fn digest_of(ids: &[String], now: UnixMillis) -> NewDigest {
+        NewDigest {
+            destination: "team".into(),
+            recipient: String::new(),
+            kind: "tweet",
+            items: ids.to_vec(),
+            text: format!("{} updates", ids.len()),
+            length: 9,
+            now,
+        }
+    }
+
     #[tokio::test]
     async fn folding_replaces_items_with_one_digest_atomically() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let store = open_in(&dir);
         let mut ids = Vec::new();
         for i in 0..3 {
             let d = store
@@ -723,8 +622,7 @@ mod tests {
                     store.record_delivery(nd).await.unwrap()
                 }
             };
-            store
-                .save_plan(d.id, "n".into(), None, vec![item("team")], None, 1)
+            save_plan(&store, d.id, "n", None, vec![item("team")], 1)
                 .await
                 .unwrap();
         }
@@ -732,15 +630,12 @@ mod tests {
             ids.push(it.id);
         }
         assert_eq!(ids.len(), 3);
-        let digest = store
-            .fold("team", ids.clone(), "3 updates".into(), 9, 2)
-            .await
-            .unwrap();
+        let digest = store.fold(digest_of(&ids, 2)).await.unwrap();
         let due = store.due("team", 2, 10).await.unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(
-            (due[0].id.as_str(), due[0].kind.as_str()),
-            (digest.as_str(), "digest")
+            (due[0].id.as_str(), due[0].is_digest()),
+            (digest.as_str(), true)
         );
         let folded = store.item(&ids[0]).await.unwrap().unwrap();
         assert_eq!(
@@ -748,34 +643,26 @@ mod tests {
             (ItemState::Folded, Some(digest.as_str()))
         );
         // Folding an item that is no longer queued fails and changes nothing.
-        assert!(
-            store
-                .fold("team", vec![ids[0].clone()], "x".into(), 1, 3)
-                .await
-                .is_err()
-        );
+        // (See also `a_digest_folds_only_its_own_recipients_items`.)
+        assert!(store.fold(digest_of(&ids[..1], 3)).await.is_err());
         assert_eq!(store.due("team", 3, 10).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
     async fn tokens_and_user_ids_are_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let store = open_in(&dir);
         assert!(store.tokens("team").await.unwrap().is_none());
-        store
-            .set_tokens(
-                "team",
-                Secret::new("a1".into()),
-                Some(Secret::new("r1".into())),
-                100,
-                1,
-            )
-            .await
-            .unwrap();
-        let (a, r, e) = store.tokens("team").await.unwrap().unwrap();
+        let tokens = Tokens {
+            access: Secret::new("a1".into()),
+            refresh: Some(Secret::new("r1".into())),
+            expires_at: 100,
+        };
+        store.set_tokens("team", tokens, 1).await.unwrap();
+        let t = store.tokens("team").await.unwrap().unwrap();
         assert_eq!(
-            (a.expose(), r.unwrap().expose().to_string(), e),
-            ("a1", "r1".to_string(), 100)
+            (t.access.expose(), t.refresh.unwrap().expose(), t.expires_at),
+            ("a1", "r1", 100)
         );
         store.set_user_id("@Alice", "42", 1).await.unwrap();
         assert_eq!(
@@ -787,11 +674,10 @@ mod tests {
     #[tokio::test]
     async fn planning_twice_creates_no_second_item() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let store = open_in(&dir);
         let d = store.record_delivery(delivery("a", b"{}")).await.unwrap();
         for _ in 0..2 {
-            store
-                .save_plan(d.id.clone(), "n".into(), None, vec![item("team")], None, 1)
+            save_plan(&store, d.id.clone(), "n", None, vec![item("team")], 1)
                 .await
                 .unwrap();
         }
@@ -801,10 +687,9 @@ mod tests {
     #[tokio::test]
     async fn released_items_do_not_count_an_attempt_and_blocks_keep_the_latest() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let store = open_in(&dir);
         let d = store.record_delivery(delivery("a", b"{}")).await.unwrap();
-        store
-            .save_plan(d.id, "n".into(), None, vec![item("team")], None, 1)
+        save_plan(&store, d.id, "n", None, vec![item("team")], 1)
             .await
             .unwrap();
         let it = store.claim("team", 1).await.unwrap().unwrap();
@@ -825,11 +710,68 @@ mod tests {
             (ItemState::Pending, 0, 500)
         );
         assert_eq!(store.next_due("team").await.unwrap(), Some(500));
-        store.block("team", 900, "429").await.unwrap();
-        store.block("team", 800, "older").await.unwrap();
+        let block = |until, cause, reason: &str| Block {
+            until,
+            cause,
+            reason: reason.into(),
+        };
+        store
+            .block("team", block(900, HoldCause::RateLimited, "429"))
+            .await
+            .unwrap();
+        store
+            .block("team", block(800, HoldCause::Paused, "older"))
+            .await
+            .unwrap();
         assert_eq!(
             store.blocked("team").await.unwrap(),
-            Some((900, "429".to_string()))
+            Some(block(900, HoldCause::RateLimited, "429"))
+        );
+        store
+            .block("team", block(1000, HoldCause::Paused, "401"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.blocked("team").await.unwrap().map(|b| b.cause),
+            Some(HoldCause::Paused)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_digest_folds_only_its_own_recipients_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_in(&dir);
+        let d = store.record_delivery(delivery("a", b"{}")).await.unwrap();
+        let dm = |recipient: &str| NewItem {
+            recipient: recipient.into(),
+            kind: "dm",
+            ..item("dms")
+        };
+        save_plan(&store, d.id, "n", None, vec![dm("@alice"), dm("@bob")], 1)
+            .await
+            .unwrap();
+        let due = store.due("dms", 1, 10).await.unwrap();
+        let ids: Vec<String> = due.iter().map(|i| i.id.clone()).collect();
+        let mut to_alice = NewDigest {
+            destination: "dms".into(),
+            recipient: "@alice".into(),
+            kind: "dm",
+            ..digest_of(&ids, 2)
+        };
+        assert!(
+            store.fold(to_alice.clone()).await.is_err(),
+            "@bob's item cannot ride in @alice's digest"
+        );
+        to_alice.items = due
+            .iter()
+            .filter(|i| i.recipient == "@alice")
+            .map(|i| i.id.clone())
+            .collect();
+        let digest = store.fold(to_alice).await.unwrap();
+        let digest = store.item(&digest).await.unwrap().unwrap();
+        assert_eq!(
+            (digest.recipient.as_str(), digest.kind.as_str(), digest.is_digest()),
+            ("@alice", "dm", true)
         );
     }
 }

@@ -10,7 +10,7 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use crate::clock;
-use crate::ratelimit::XLimits;
+use crate::ratelimit::ApiLimits;
 use crate::sink::{Answer, Outcome};
 
 #[derive(Debug, Clone)]
@@ -51,10 +51,7 @@ impl MastodonClient {
                     outcome: Outcome::Retry {
                         reason: format!("request to Mastodon failed: {e}"),
                     },
-                    limits: XLimits {
-                        spent_until: None,
-                        remaining: None,
-                    },
+                    limits: ApiLimits::default(),
                 };
             }
         };
@@ -71,13 +68,13 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> Answer {
     let reset = headers
         .get("x-ratelimit-reset")
         .and_then(|v| v.to_str().ok())
-        .and_then(clock::parse_rfc3339);
+        .and_then(clock::parse_timestamp);
     let remaining = headers
         .get("x-ratelimit-remaining")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok());
     let spent = status == 429 || remaining == Some(0);
-    let limits = XLimits {
+    let limits = ApiLimits {
         spent_until: if spent { reset } else { None },
         remaining,
     };
@@ -95,7 +92,8 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> Answer {
             until: reset,
             reason,
         },
-        401 | 403 => Outcome::Pause { reason },
+        401 => Outcome::Unauthorized { reason },
+        403 => Outcome::Pause { reason },
         408 | 500..=599 => Outcome::Retry { reason },
         _ => Outcome::Dead { reason },
     };
@@ -141,7 +139,7 @@ mod tests {
         ));
         assert!(matches!(
             classify(401, &HeaderMap::new(), b"{}").outcome,
-            Outcome::Pause { .. }
+            Outcome::Unauthorized { .. }
         ));
     }
 }

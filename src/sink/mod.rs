@@ -11,7 +11,7 @@ pub mod x;
 
 use crate::clock::UnixMillis;
 use crate::config::secret::Secret;
-use crate::ratelimit::{Window, XLimits};
+use crate::ratelimit::{ApiLimits, Window};
 use crate::render::fit::Limit;
 
 /// What kind of post a destination receives.
@@ -43,6 +43,15 @@ impl DestinationKind {
             DestinationKind::Mastodon => Limit::Mastodon,
         }
     }
+}
+
+/// How one request is authorized.
+#[derive(Debug, Clone)]
+pub enum RequestAuth<'a> {
+    /// X, OAuth 1.0a: the request is signed with these.
+    OAuth1(&'a oauth1::Credentials),
+    /// An access token: X's OAuth 2.0 user token, or Mastodon's.
+    Bearer(Secret),
 }
 
 /// How a destination authenticates its requests.
@@ -130,6 +139,9 @@ pub enum Outcome {
         until: Option<UnixMillis>,
         reason: String,
     },
+    /// 401: the credentials were refused. With OAuth 2.0 the dispatcher refreshes the token once and
+    /// tries again; otherwise, or if that fails too, it is a `Pause`.
+    Unauthorized { reason: String },
     /// The destination itself cannot post (bad credentials, no credits, access level): hold everything
     /// for this destination and tell the admin, without failing the items.
     Pause { reason: String },
@@ -141,5 +153,15 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub outcome: Outcome,
-    pub limits: XLimits,
+    pub limits: ApiLimits,
+}
+
+impl Answer {
+    /// An outcome reached without an answer from the API (a dry run, a failure before any request).
+    pub fn without_headers(outcome: Outcome) -> Answer {
+        Answer {
+            outcome,
+            limits: ApiLimits::default(),
+        }
+    }
 }

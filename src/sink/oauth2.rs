@@ -170,25 +170,27 @@ async fn token_request(
     })
 }
 
-/// `application/x-www-form-urlencoded` with RFC 3986 percent-encoding.
+/// Every byte but RFC 3986's unreserved characters is percent-encoded, as OAuth 2.0's examples do
+/// (a space is `%20`, which both a query and a form body decode as a space).
+const RFC3986: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `application/x-www-form-urlencoded` (or a query string) with RFC 3986 percent-encoding.
 pub fn form_encode(params: &[(&str, &str)]) -> String {
     params
         .iter()
-        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                percent_encoding::utf8_percent_encode(k, RFC3986),
+                percent_encoding::utf8_percent_encode(v, RFC3986)
+            )
+        })
         .collect::<Vec<_>>()
         .join("&")
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -12,17 +12,9 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use crate::clock;
-use crate::ratelimit;
-use crate::sink::oauth1::{self, Credentials};
-use crate::sink::{Answer, Outcome};
-
-/// How one request to X is authorized.
-#[derive(Debug, Clone, Copy)]
-pub enum RequestAuth<'a> {
-    OAuth1(&'a Credentials),
-    /// An OAuth 2.0 user access token.
-    Bearer(&'a str),
-}
+use crate::ratelimit::{self, ApiLimits};
+use crate::sink::oauth1;
+use crate::sink::{Answer, Outcome, RequestAuth};
 
 /// A client for X's API v2 endpoints chirpd uses.
 #[derive(Debug, Clone)]
@@ -211,7 +203,7 @@ impl XClient {
                 let now_secs = u64::try_from(clock::now_ms() / 1000).unwrap_or(1);
                 oauth1::authorization(creds, method, url, params, &oauth1::nonce(), now_secs)
             }
-            RequestAuth::Bearer(token) => format!("Bearer {token}"),
+            RequestAuth::Bearer(token) => format!("Bearer {}", token.expose()),
         }
     }
 }
@@ -271,7 +263,8 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> Answer {
             until: limits.spent_until,
             reason: reason(),
         },
-        401 | 402 => Outcome::Pause { reason: reason() },
+        401 => Outcome::Unauthorized { reason: reason() },
+        402 => Outcome::Pause { reason: reason() },
         403 if has_code(&json, 453)
             || type_contains(&json, "client-forbidden")
             || type_contains(&json, "client-not-enrolled") =>
@@ -289,10 +282,7 @@ fn transport_failure(e: &reqwest::Error) -> Answer {
         outcome: Outcome::Retry {
             reason: describe_transport(e),
         },
-        limits: ratelimit::XLimits {
-            spent_until: None,
-            remaining: None,
-        },
+        limits: ApiLimits::default(),
     }
 }
 
@@ -377,7 +367,7 @@ mod tests {
             r#"{"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"}"#;
         assert!(matches!(
             classify_json(401, unauthorized),
-            Outcome::Pause { .. }
+            Outcome::Unauthorized { .. }
         ));
     }
 

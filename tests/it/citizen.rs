@@ -83,10 +83,53 @@ async fn fifty_events_against_five_a_day_become_at_most_five_posts_counting_ever
             );
         }
     }
-    assert_eq!(
-        app.sql_count("SELECT count(*) FROM outbox WHERE state IN ('pending', 'retry', 'sending')"),
-        0
+    // The fake X counts a post before the daemon records it as sent: poll, do not read once.
+    app.wait_sql(
+        "SELECT count(*) FROM outbox WHERE state IN ('pending', 'retry', 'sending')",
+        0,
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_digest_of_direct_messages_is_a_direct_message_to_its_recipient_never_a_tweet() {
+    let x = FakeX::start().await;
+    x.add_user("alice", "1001");
+    let dest = format!(
+        "[destinations.dms]\nkind = \"x_dm\"\napi_base = \"{}\"\n{}recipients = [\"@alice\"]\nlimits = [\"2/24h\"]\noverflow = \"digest\"\ndigest_delay = \"300ms\"\n",
+        x.url,
+        oauth1_lines()
     );
+    let app = TestApp::with_destinations(x, &dest, "\"dms\"").await;
+    for i in 0..8 {
+        app.accept_issue(format!("private-{i}"), format!("private {i}"))
+            .await;
+    }
+    // Every event reaches @alice, on its own or counted in a digest sent to her.
+    let start = Instant::now();
+    loop {
+        let dms = app.x.dms();
+        let counted: usize = dms.iter().map(|(_, text)| events_in(text)).sum();
+        if counted == 8 {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "{counted} events in {dms:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dms = app.x.dms();
+    assert!(dms.len() <= 2, "{} DMs against a quota of 2", dms.len());
+    assert!(dms.iter().all(|(to, _)| to == "1001"), "{dms:?}");
+    assert!(
+        app.x.seen().iter().all(|s| s.path != "/2/tweets"),
+        "a private event was posted publicly: {:?}",
+        app.x.tweets()
+    );
+    app.wait_sql(
+        "SELECT count(*) FROM outbox WHERE delivery_id IS NULL AND recipient = '@alice' AND state = 'sent'",
+        i64::from(dms.len() > 1 || events_in(&dms[0].1) > 1),
+    )
+    .await;
     app.stop().await;
 }
 

@@ -22,7 +22,7 @@ impl Daemon {
     }
 
     /// Starts with extra environment variables (a failpoint).
-    async fn start_env(dir: &Path, x: &FakeX, env: &[(&str, &str)]) -> Daemon {
+    pub async fn start_env(dir: &Path, x: &FakeX, env: &[(&str, &str)]) -> Daemon {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -336,4 +336,36 @@ async fn failpoint_after_the_answer_before_recording_it() {
     );
     assert_eq!(x.seen().iter().filter(|s| s.path == "/2/tweets").count(), 2);
     assert_eq!(integrity(dir.path()), "ok");
+}
+
+#[tokio::test]
+async fn a_delivery_whose_planning_panics_is_set_aside_and_the_rest_still_post() {
+    let x = FakeX::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start_env(dir.path(), &x, &[("CHIRPD_FAILPOINT", "plan-panic")]).await;
+    assert_eq!(d.post_issue("poison", "chirpd-failpoint-poison").await, 202);
+    assert_eq!(d.post_issue("fine", "a fine title").await, 202);
+    let tweets = x.wait_for_tweets(1, WAIT).await;
+    assert_eq!(tweets, vec![expected_issue_tweet("a fine title")]);
+    let store = dir.path().join("chirpd.db");
+    let start = Instant::now();
+    while sql_count(
+        &store,
+        "SELECT count(*) FROM deliveries WHERE state = 'dead' AND error LIKE 'planning failed: failpoint plan-panic%'",
+    ) != 1
+    {
+        assert!(start.elapsed() < WAIT, "the poison delivery was not set aside; log: {}", log_of(dir.path()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = reqwest::get(format!("{}/metrics", d.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("chirpd_deliveries_dead_total 1"), "{metrics}");
+    // Set aside once, not retried: the log says so exactly once.
+    let log = log_of(dir.path());
+    assert_eq!(log.matches("cannot be planned").count(), 1, "{log}");
+    assert!(d.sigterm().success());
 }

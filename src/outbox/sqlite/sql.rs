@@ -1,225 +1,14 @@
-//! The SQLite backend: one writer thread owning the connection, group commit, migrations and the SQL.
-//!
-//! Every store operation is a job sent to the writer thread. The thread takes all jobs that are waiting,
-//! runs each inside its own savepoint of one transaction, commits once (with `synchronous=FULL`, one fsync
-//! of the WAL), and only then answers each caller. So an answer always means "committed and fsynced", and
-//! many concurrent webhooks share one fsync instead of queueing for their own.
-//! Nothing outside `outbox` sees SQL or a `rusqlite` type.
-
-use std::path::Path;
-use std::sync::mpsc;
+//! The SQL of each store operation. Each function runs inside the writer's transaction (changes) or on
+//! the read-only connection (queries); none opens or commits a transaction itself.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::oneshot;
 
+use super::unavailable;
 use crate::clock::UnixMillis;
 use crate::outbox::{
-    Finish, Item, ItemState, NewDelivery, NewItem, Recorded, StoreError, StoredDelivery,
+    Block, Finish, HoldCause, Item, ItemState, NewDelivery, NewDigest, NewItem, PlanRecord, Recorded, StoreError,
+    StoredDelivery,
 };
-
-/// The most jobs folded into one transaction, so one commit's latency stays bounded.
-const MAX_BATCH: usize = 512;
-
-type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
-
-/// The handle through which async code runs jobs on the writer thread.
-#[derive(Clone)]
-pub struct Writer {
-    jobs: mpsc::Sender<Job>,
-}
-
-/// A read-only connection for queries, so that reads neither wait for nor add to the writer's commits.
-/// In WAL mode a reader sees every transaction committed before its statement began.
-#[derive(Clone)]
-pub struct Reader {
-    conn: std::sync::Arc<std::sync::Mutex<Connection>>,
-}
-
-impl Reader {
-    /// Opens a read-only connection to a database the writer already created and migrated.
-    pub fn open(path: &Path) -> Result<Reader, StoreError> {
-        let conn = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(unavailable)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(unavailable)?;
-        Ok(Reader {
-            conn: std::sync::Arc::new(std::sync::Mutex::new(conn)),
-        })
-    }
-
-    /// Runs a query on a blocking thread.
-    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let guard = conn.lock().map_err(|_| {
-                StoreError::Unavailable("the read connection is poisoned".to_string())
-            })?;
-            f(&guard)
-        })
-        .await
-        .map_err(|_| StoreError::Closed)?
-    }
-}
-
-/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/0001_init.sql"),
-    include_str!("migrations/0002_learned_secrets.sql"),
-    include_str!("migrations/0003_budget_dm_oauth.sql"),
-    include_str!("migrations/0004_settle.sql"),
-];
-
-impl Writer {
-    /// Opens (creating if needed) the database, migrates it and starts the writer thread.
-    pub fn open(path: &Path, max_bytes: Option<u64>) -> Result<Writer, StoreError> {
-        let conn = open_connection(path)?;
-        migrate(&conn)?;
-        if let Some(max) = max_bytes {
-            let page: i64 = conn
-                .query_row("PRAGMA page_size", [], |r| r.get(0))
-                .map_err(unavailable)?;
-            let pages = i64::try_from(max).unwrap_or(i64::MAX) / page.max(1);
-            // The pragma answers the cap it set; it cannot go below the database's current size.
-            let _: i64 = conn
-                .query_row(
-                    &format!("PRAGMA max_page_count = {}", pages.max(1)),
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(unavailable)?;
-        }
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("chirpd-store".to_string())
-            .spawn(move || run(conn, rx))
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the store thread: {e}")))?;
-        Ok(Writer { jobs: tx })
-    }
-
-    /// Runs `f` in the next group transaction and returns its result once that transaction committed.
-    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = f(conn);
-            let ok = result.is_ok();
-            let reply: Reply = Box::new(move |commit| {
-                let _ = tx.send(commit.and(result));
-            });
-            (ok, reply)
-        });
-        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| {
-            StoreError::Unavailable("the store could not begin a transaction".to_string())
-        })?
-    }
-}
-
-/// Opens a connection with the settings durability depends on.
-pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path).map_err(unavailable)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(unavailable)?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        .map_err(unavailable)?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Unavailable(format!(
-            "{} cannot use WAL journaling (got {mode})",
-            path.display()
-        )));
-    }
-    // FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss, and a 202 promises
-    // the sender that the delivery survives.
-    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-        .map_err(unavailable)?;
-    Ok(conn)
-}
-
-fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    let version: usize = conn
-        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
-        .map_err(unavailable)?
-        .try_into()
-        .unwrap_or(0);
-    if version > MIGRATIONS.len() {
-        return Err(StoreError::Unavailable(format!(
-            "the store was written by a newer chirpd (schema {version}, this one knows {})",
-            MIGRATIONS.len()
-        )));
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        let batch = format!(
-            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
-            i + 1
-        );
-        if let Err(e) = conn.execute_batch(&batch) {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(unavailable(e));
-        }
-    }
-    Ok(())
-}
-
-/// The writer loop: batch, run each job in a savepoint, commit once, then answer.
-fn run(conn: Connection, jobs: mpsc::Receiver<Job>) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            // Dropping the jobs drops their reply channels, which their callers see as unavailability.
-            tracing::error!(error = %e, jobs = batch.len(), "The store could not begin a transaction.");
-            drop(batch);
-            continue;
-        }
-        let mut replies = Vec::with_capacity(batch.len());
-        for job in batch {
-            let savepoint = conn.execute_batch("SAVEPOINT job");
-            let (ok, reply) = job(&conn);
-            if savepoint.is_ok() {
-                let end = if ok {
-                    "RELEASE job"
-                } else {
-                    "ROLLBACK TO job; RELEASE job"
-                };
-                let _ = conn.execute_batch(end);
-            }
-            replies.push(reply);
-        }
-        let started = std::time::Instant::now();
-        let commit = conn.execute_batch("COMMIT").map_err(unavailable);
-        metrics::histogram!("chirpd_store_commit_seconds").record(started.elapsed().as_secs_f64());
-        metrics::histogram!("chirpd_store_batch_jobs").record(replies.len() as f64);
-        if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        for reply in replies {
-            reply(commit.clone());
-        }
-    }
-}
-
-pub fn unavailable(e: rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
-
-// The SQL of each operation follows. Each runs inside the writer's transaction.
 
 pub fn record_delivery(
     conn: &Connection,
@@ -275,13 +64,10 @@ pub fn unplanned(conn: &Connection, limit: usize) -> Result<Vec<StoredDelivery>,
 
 pub fn save_plan(
     conn: &Connection,
-    delivery_id: &str,
-    native: &str,
-    kind: Option<&str>,
+    plan: &PlanRecord,
     items: &[(String, NewItem)],
-    error: Option<&str>,
-    now: UnixMillis,
 ) -> Result<(), StoreError> {
+    let (delivery_id, now) = (plan.delivery_id.as_str(), plan.now);
     for (id, item) in items {
         // A settling item replaces the pending one it merges with, if that one is still pending;
         // otherwise (already claimed) it is posted on its own, with its own text.
@@ -327,16 +113,31 @@ pub fn save_plan(
         )
         .map_err(unavailable)?;
     }
-    let state = if error.is_some() && items.is_empty() {
+    let state = if plan.error.is_some() && items.is_empty() {
         "failed"
     } else {
         "planned"
     };
     conn.execute(
         "UPDATE deliveries SET state = ?2, native = ?3, kind = ?4, error = ?5 WHERE id = ?1",
-        params![delivery_id, state, native, kind, error],
+        params![delivery_id, state, plan.native, plan.kind, plan.error],
     )
     .map_err(unavailable)?;
+    Ok(())
+}
+
+/// A delivery that cannot be planned (its planning panicked, or its plan cannot be stored) is set aside
+/// as `dead` with the reason, so that it stops holding up the deliveries behind it.
+pub fn fail_delivery(conn: &Connection, id: &str, error: &str) -> Result<(), StoreError> {
+    let changed = conn
+        .execute(
+            "UPDATE deliveries SET state = 'dead', error = ?2 WHERE id = ?1 AND state = 'received'",
+            params![id, error],
+        )
+        .map_err(unavailable)?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("delivery {id} awaiting planning")));
+    }
     Ok(())
 }
 
@@ -474,30 +275,30 @@ pub fn ledger(
     .map_err(unavailable)
 }
 
-pub fn block(
-    conn: &Connection,
-    destination: &str,
-    until: UnixMillis,
-    reason: &str,
-) -> Result<(), StoreError> {
+pub fn block(conn: &Connection, destination: &str, block: &Block) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO destination_blocks (destination, until, reason) VALUES (?1, ?2, ?3)
-         ON CONFLICT (destination) DO UPDATE SET until = max(until, excluded.until),
-             reason = CASE WHEN excluded.until >= until THEN excluded.reason ELSE reason END",
-        params![destination, until, reason],
+        "INSERT INTO destination_blocks (destination, until, reason, cause) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (destination) DO UPDATE SET
+             reason = CASE WHEN excluded.until >= until THEN excluded.reason ELSE reason END,
+             cause = CASE WHEN excluded.until >= until THEN excluded.cause ELSE cause END,
+             until = max(until, excluded.until)",
+        params![destination, block.until, block.reason, block.cause.as_str()],
     )
     .map_err(unavailable)?;
     Ok(())
 }
 
-pub fn blocked(
-    conn: &Connection,
-    destination: &str,
-) -> Result<Option<(UnixMillis, String)>, StoreError> {
+pub fn blocked(conn: &Connection, destination: &str) -> Result<Option<Block>, StoreError> {
     conn.query_row(
-        "SELECT until, reason FROM destination_blocks WHERE destination = ?1",
+        "SELECT until, reason, cause FROM destination_blocks WHERE destination = ?1",
         [destination],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| {
+            Ok(Block {
+                until: r.get(0)?,
+                reason: r.get(1)?,
+                cause: HoldCause::parse(&r.get::<_, String>(2)?),
+            })
+        },
     )
     .optional()
     .map_err(unavailable)
@@ -646,28 +447,23 @@ pub fn due(
     rows.collect::<Result<_, _>>().map_err(unavailable)
 }
 
-pub fn fold(
-    conn: &Connection,
-    destination: &str,
-    digest_id: &str,
-    items: &[String],
-    text: &str,
-    length: usize,
-    now: UnixMillis,
-) -> Result<(), StoreError> {
+pub fn fold(conn: &Connection, fold: &NewDigest, digest_id: &str) -> Result<(), StoreError> {
+    let NewDigest { destination, recipient, kind, now, .. } = fold;
     conn.execute(
         "INSERT INTO outbox (id, delivery_id, route, destination, recipient, kind, text, length, state,
                              attempts, next_attempt_at, created_at, updated_at)
-         VALUES (?1, NULL, -1, ?2, '', 'digest', ?3, ?4, 'pending', 0, ?5, ?5, ?5)",
-        params![digest_id, destination, text, length as i64, now],
+         VALUES (?1, NULL, -1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?7, ?7)",
+        params![digest_id, destination, recipient, kind, fold.text, fold.length as i64, now],
     )
     .map_err(unavailable)?;
-    for id in items {
+    for id in &fold.items {
+        // Only items for the same recipient fold together: a digest never carries one person's DM to
+        // another, or to the public.
         let changed = conn
             .execute(
                 "UPDATE outbox SET state = 'folded', folded_into = ?2, updated_at = ?3
-                 WHERE id = ?1 AND destination = ?4 AND state IN ('pending', 'retry')",
-                params![id, digest_id, now, destination],
+                 WHERE id = ?1 AND destination = ?4 AND recipient = ?5 AND state IN ('pending', 'retry')",
+                params![id, digest_id, now, destination, recipient],
             )
             .map_err(unavailable)?;
         if changed == 0 {
@@ -724,7 +520,7 @@ pub fn spent_since(
 pub fn user_id(conn: &Connection, username: &str) -> Result<Option<String>, StoreError> {
     conn.query_row(
         "SELECT user_id FROM user_ids WHERE username = ?1",
-        [username.trim_start_matches('@')],
+        [username],
         |r| r.get(0),
     )
     .optional()
@@ -740,7 +536,7 @@ pub fn set_user_id(
     conn.execute(
         "INSERT INTO user_ids (username, user_id, resolved_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (username) DO UPDATE SET user_id = excluded.user_id, resolved_at = excluded.resolved_at",
-        params![username.trim_start_matches('@'), user_id, now],
+        params![username, user_id, now],
     )
     .map_err(unavailable)?;
     Ok(())
