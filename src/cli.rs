@@ -679,23 +679,32 @@ async fn callback(listener: tokio::net::TcpListener, state: &str) -> anyhow::Res
             Some(code) = found_rx.recv() => return Ok(code),
         };
         let (found_tx, state) = (found_tx.clone(), state.to_string());
-        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            let (found_tx, state) = (found_tx.clone(), state.clone());
-            async move {
-                let target = req.uri().to_string();
-                let (status, text) = match code_from(&target, &state) {
-                    Ok(Some(code)) => {
-                        let _ = found_tx.try_send(code);
-                        (200, "chirpd received the authorization; you can close this tab.\n".to_string())
-                    }
-                    Ok(None) => (400, "ignored: no authorization code in this request\n".to_string()),
-                    Err(e) => (400, format!("ignored: {e}\n")),
-                };
-                let mut response = hyper::Response::new(Full::new(Bytes::from(text)));
-                *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
-                Ok::<_, std::convert::Infallible>(response)
-            }
-        });
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let (found_tx, state) = (found_tx.clone(), state.clone());
+                async move {
+                    let target = req.uri().to_string();
+                    let (status, text) = match code_from(&target, &state) {
+                        Ok(Some(code)) => {
+                            let _ = found_tx.try_send(code);
+                            (
+                                200,
+                                "chirpd received the authorization; you can close this tab.\n"
+                                    .to_string(),
+                            )
+                        }
+                        Ok(None) => (
+                            400,
+                            "ignored: no authorization code in this request\n".to_string(),
+                        ),
+                        Err(e) => (400, format!("ignored: {e}\n")),
+                    };
+                    let mut response = hyper::Response::new(Full::new(Bytes::from(text)));
+                    *response.status_mut() =
+                        hyper::StatusCode::from_u16(status).unwrap_or_default();
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
         tokio::spawn(async move {
             let io = hyper_util::rt::TokioIo::new(stream);
             let _ = hyper::server::conn::http1::Builder::new()

@@ -162,7 +162,12 @@ async fn plan_off_thread(
     payload: &Arc<serde_json::Value>,
     shown: Option<EventKind>,
 ) -> Result<Plan, String> {
-    let (cfg, d, provider, payload) = (cfg.clone(), d.clone(), source.provider.clone(), payload.clone());
+    let (cfg, d, provider, payload) = (
+        cfg.clone(),
+        d.clone(),
+        source.provider.clone(),
+        payload.clone(),
+    );
     tokio::task::spawn_blocking(move || {
         if failpoint::armed(failpoint::PLAN_PANIC)
             && d.body
@@ -226,13 +231,18 @@ impl Settling<'_> {
             Some(EventKind::TaskUpdated) => EventKind::TaskUpdated,
             _ => return Ok(Ok(None)),
         };
-        let merged =
-            match plan_off_thread(self.cfg, self.delivery, self.source, self.payload, Some(shown))
-                .await
-            {
-                Ok(m) => m,
-                Err(reason) => return Ok(Err(reason)),
-            };
+        let merged = match plan_off_thread(
+            self.cfg,
+            self.delivery,
+            self.source,
+            self.payload,
+            Some(shown),
+        )
+        .await
+        {
+            Ok(m) => m,
+            Err(reason) => return Ok(Err(reason)),
+        };
         let found = merged.posts.into_iter().find(|m| {
             m.route == post.route
                 && m.destination == post.destination

@@ -172,8 +172,15 @@ mod tests {
         assert!(Window::parse("x/1h").is_err());
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
-        assert!(parse_duration("5").unwrap_err().contains("is not a duration"));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
+        assert!(
+            parse_duration("5")
+                .unwrap_err()
+                .contains("is not a duration")
+        );
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("-5m").unwrap_err().contains("negative"));
         // Far too long is refused, not multiplied into an overflow.

@@ -77,9 +77,8 @@ mod tests {
 
     fn config_with_limits(dir: &std::path::Path, limits: &str) -> Config {
         let path = dir.join("chirpd.toml");
-        let text = format!(
-            "[destinations.team]\nkind = \"x\"\ndry_run = true\nlimits = [{limits}]\n"
-        );
+        let text =
+            format!("[destinations.team]\nkind = \"x\"\ndry_run = true\nlimits = [{limits}]\n");
         std::fs::write(&path, text).unwrap();
         config::load(Some(&path), &NoEnv).unwrap()
     }

@@ -13,7 +13,7 @@ use super::Worker;
 /// An item priced against the budget.
 pub(super) enum Priced {
     /// Within the budget (or no budget): send it; `cost_micros` goes to the spend ledger once sent.
-    Ready { item: Item, cost_micros: i64 },
+    Ready { item: Box<Item>, cost_micros: i64 },
     /// It would exceed the budget: released, and the destination held until `until`.
     Held { until: UnixMillis },
 }
@@ -97,11 +97,15 @@ impl Worker {
 
     /// Prices a claimed item against the budget; removes its links when `url_policy` allows and that
     /// brings it within the budget.
-    pub(super) async fn price(&self, mut item: Item, now: UnixMillis) -> Result<Priced, StoreError> {
+    pub(super) async fn price(
+        &self,
+        mut item: Item,
+        now: UnixMillis,
+    ) -> Result<Priced, StoreError> {
         let d = &self.destination;
         let Some(spend) = self.month_spend(now).await? else {
             return Ok(Priced::Ready {
-                item,
+                item: Box::new(item),
                 cost_micros: 0,
             });
         };
@@ -123,7 +127,7 @@ impl Worker {
         }
         if spend.allows(cost) {
             return Ok(Priced::Ready {
-                item,
+                item: Box::new(item),
                 cost_micros: cost,
             });
         }

@@ -113,7 +113,8 @@ impl Worker {
                 Ok(Turn::Again) => continue,
                 Ok(Turn::Wait(wait)) => wait,
                 Err(e) => {
-                    metrics::counter!("chirpd_stage_errors_total", "stage" => "dispatch").increment(1);
+                    metrics::counter!("chirpd_stage_errors_total", "stage" => "dispatch")
+                        .increment(1);
                     tracing::error!(destination = %id, error = %e, "Store error in the dispatcher; retrying in 1 s.");
                     Duration::from_secs(1)
                 }

@@ -9,7 +9,11 @@ use super::Worker;
 
 impl Worker {
     /// The user id to send a DM to, or the outcome that ends this attempt.
-    pub(super) async fn recipient_id(&self, x: &XClient, recipient: &str) -> Result<String, Outcome> {
+    pub(super) async fn recipient_id(
+        &self,
+        x: &XClient,
+        recipient: &str,
+    ) -> Result<String, Outcome> {
         let name = recipient.trim_start_matches('@');
         if !recipient.starts_with('@') && name.chars().all(|c| c.is_ascii_digit()) {
             return Ok(name.to_string());

@@ -96,7 +96,8 @@ impl Worker {
     /// `give_up_after`.
     fn retry_or_give_up(&self, item: &Item, reason: String, now: i64) -> Finish {
         let d = &self.destination;
-        let age = Duration::from_millis(u64::try_from(now.saturating_sub(item.created_at)).unwrap_or(0));
+        let age =
+            Duration::from_millis(u64::try_from(now.saturating_sub(item.created_at)).unwrap_or(0));
         if age >= self.settings.give_up_after {
             tracing::error!(destination = %d.id, item = %item.id, %reason, "Giving up on an item after its retry budget.");
             return Finish::Dead {

@@ -38,7 +38,7 @@ pub async fn receive(
     let cfg = state.config.borrow().clone();
     let known = cfg.sources.contains_key(&source_id);
     let response = handle(&state, &cfg, &source_id, &uri, headers, body).await;
-    let outcome = match response.extensions().get::<Outcome>() {
+    let outcome = match response.extensions().get::<OutcomeLabel>() {
         Some(o) => o.0,
         None => by_status(response.status()),
     };
@@ -57,10 +57,10 @@ pub async fn receive(
 
 /// The outcome label of an answer whose status alone does not tell it (200 is a duplicate or a handshake).
 #[derive(Debug, Clone, Copy)]
-struct Outcome(&'static str);
+struct OutcomeLabel(&'static str);
 
 fn tagged(mut response: Response, outcome: &'static str) -> Response {
-    response.extensions_mut().insert(Outcome(outcome));
+    response.extensions_mut().insert(OutcomeLabel(outcome));
     response
 }
 

@@ -5,8 +5,8 @@
 //! the shutdown token are passed in, so tests run the real server on 127.0.0.1:0.
 //! This module must not parse a body before `verify` accepted it, nor talk to X.
 
-pub mod health;
 pub mod hooks;
+pub mod probes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,9 +41,9 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/hooks/{source}", post(hooks::receive).head(hooks::head))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
+        .route("/metrics", get(probes::metrics))
         .with_state(state)
 }
 

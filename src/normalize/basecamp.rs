@@ -6,7 +6,9 @@
 
 use serde_json::Value;
 
-use crate::normalize::{Attachment, Event, EventKind, attachment_kind, excerpt, is_image, str_at};
+use crate::normalize::{
+    Attachment, Event, EventKind, attachment_kind, is_image, str_at, summary_of,
+};
 
 pub fn normalize(p: &Value) -> Event {
     let native = str_at(p, "/kind").unwrap_or_else(|| "unknown".to_string());
@@ -16,7 +18,7 @@ pub fn normalize(p: &Value) -> Event {
     e.actor = str_at(p, "/creator/name").or_else(|| str_at(rec, "/creator/name"));
     e.title = str_at(rec, "/title");
     e.url = str_at(rec, "/app_url");
-    e.summary = str_at(rec, "/content").and_then(|c| excerpt(&strip_tags(&c)));
+    e.summary = str_at(rec, "/content").and_then(|c| summary_of(&strip_tags(&c)));
     e.kind = match native.as_str() {
         "todo_created" => Some(EventKind::TaskCreated),
         "todo_completed" => Some(EventKind::TaskCompleted),

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::normalize::{Event, EventKind, excerpt, str_at};
+use crate::normalize::{Event, EventKind, str_at, summary_of};
 
 pub fn normalize(event: Option<&str>, p: &Value) -> Event {
     let key = event.unwrap_or("unknown");
@@ -36,7 +36,7 @@ pub fn normalize(event: Option<&str>, p: &Value) -> Event {
                 issue(&mut e, p);
             }
             e.url = str_at(p, "/comment/links/html/href").or(e.url);
-            e.summary = str_at(p, "/comment/content/raw").and_then(|c| excerpt(&c));
+            e.summary = str_at(p, "/comment/content/raw").and_then(|c| summary_of(&c));
             e.kind = Some(EventKind::CommentCreated);
         }
         "issue:created" | "issue:updated" => {
@@ -73,14 +73,14 @@ fn pull_request(e: &mut Event, p: &Value) {
     e.title = str_at(p, "/pullrequest/title");
     e.url = str_at(p, "/pullrequest/links/html/href");
     e.number = p.pointer("/pullrequest/id").and_then(Value::as_i64);
-    e.summary = str_at(p, "/pullrequest/description").and_then(|d| excerpt(&d));
+    e.summary = str_at(p, "/pullrequest/description").and_then(|d| summary_of(&d));
 }
 
 fn issue(e: &mut Event, p: &Value) {
     e.title = str_at(p, "/issue/title");
     e.url = str_at(p, "/issue/links/html/href");
     e.number = p.pointer("/issue/id").and_then(Value::as_i64);
-    e.summary = str_at(p, "/issue/content/raw").and_then(|c| excerpt(&c));
+    e.summary = str_at(p, "/issue/content/raw").and_then(|c| summary_of(&c));
 }
 
 fn push(e: &mut Event, p: &Value) {
@@ -102,8 +102,8 @@ fn push(e: &mut Event, p: &Value) {
         ""
     };
     e.url = str_at(change, "/links/html/href").or_else(|| str_at(p, "/repository/links/html/href"));
-    e.summary =
-        str_at(change, "/commits/0/message").and_then(|m| excerpt(m.lines().next().unwrap_or("")));
+    e.summary = str_at(change, "/commits/0/message")
+        .and_then(|m| summary_of(m.lines().next().unwrap_or("")));
     if new_ref.is_none() {
         e.title = Some(format!("{what} {name} deleted"));
         e.kind = Some(EventKind::CodePushed);

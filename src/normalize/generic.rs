@@ -8,7 +8,7 @@
 use http::HeaderMap;
 use serde_json::Value;
 
-use crate::normalize::{DeliveryMeta, Event, EventKind, excerpt, header_text, str_at};
+use crate::normalize::{DeliveryMeta, Event, EventKind, header_text, str_at, summary_of};
 
 pub fn standard_meta(headers: &HeaderMap) -> DeliveryMeta {
     DeliveryMeta {
@@ -45,7 +45,7 @@ pub fn normalize(provider: &'static str, event: Option<&str>, p: &Value) -> Even
     e.url = str_at(p, "/url").or_else(|| str_at(p, "/data/url"));
     e.summary = str_at(p, "/summary")
         .or_else(|| str_at(p, "/data/summary"))
-        .and_then(|s| excerpt(&s));
+        .and_then(|s| summary_of(&s));
     e
 }
 

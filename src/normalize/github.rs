@@ -9,7 +9,7 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use crate::normalize::{
-    Attachment, DeliveryMeta, Event, EventKind, excerpt, header_text, is_image, str_at,
+    Attachment, DeliveryMeta, Event, EventKind, header_text, is_image, str_at, summary_of,
 };
 
 pub fn meta(headers: &HeaderMap) -> DeliveryMeta {
@@ -50,7 +50,7 @@ pub fn normalize(event: Option<&str>, p: &Value) -> Event {
             let item = p.get("issue").or_else(|| p.get("pull_request"));
             fill_item(&mut e, item);
             e.url = str_at(p, "/comment/html_url").or(e.url);
-            e.summary = str_at(p, "/comment/body").and_then(|b| excerpt(&b));
+            e.summary = str_at(p, "/comment/body").and_then(|b| summary_of(&b));
             if action == "created" {
                 e.kind = Some(EventKind::CommentCreated);
             }
@@ -69,7 +69,7 @@ pub fn normalize(event: Option<&str>, p: &Value) -> Event {
         "release" => {
             e.title = str_at(p, "/release/name").or_else(|| str_at(p, "/release/tag_name"));
             e.url = str_at(p, "/release/html_url");
-            e.summary = str_at(p, "/release/body").and_then(|b| excerpt(&b));
+            e.summary = str_at(p, "/release/body").and_then(|b| summary_of(&b));
             // A release's first asset is offered to templates as its attachment.
             e.attachment = p.pointer("/release/assets/0").and_then(|a| {
                 let name = str_at(a, "/name")?;
@@ -122,7 +122,7 @@ fn fill_item(e: &mut Event, item: Option<&Value>) {
         .and_then(Value::as_array)
         .map(|ls| ls.iter().filter_map(|l| str_at(l, "/name")).collect())
         .unwrap_or_default();
-    e.summary = str_at(item, "/body").and_then(|b| excerpt(&b));
+    e.summary = str_at(item, "/body").and_then(|b| summary_of(&b));
 }
 
 /// A push: new commits on a branch, or a branch or tag created or deleted.
@@ -151,7 +151,7 @@ fn push(e: &mut Event, p: &Value) {
     });
     e.url = str_at(p, "/compare").or_else(|| str_at(p, "/repository/html_url"));
     e.summary =
-        str_at(p, "/head_commit/message").and_then(|m| excerpt(m.lines().next().unwrap_or("")));
+        str_at(p, "/head_commit/message").and_then(|m| summary_of(m.lines().next().unwrap_or("")));
     e.kind = Some(EventKind::CodePushed);
 }
 

@@ -6,7 +6,9 @@
 
 use serde_json::Value;
 
-use crate::normalize::{Attachment, Event, EventKind, attachment_kind, excerpt, is_image, str_at};
+use crate::normalize::{
+    Attachment, Event, EventKind, attachment_kind, is_image, str_at, summary_of,
+};
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
@@ -47,13 +49,13 @@ pub fn normalize(p: &Value) -> Event {
                 .into_iter()
                 .find_map(|k| p.get(k).filter(|v| v.is_object()));
             if let Some(t) = target {
-                e.title =
-                    str_at(t, "/title").or_else(|| str_at(t, "/message").and_then(|m| excerpt(&m)));
+                e.title = str_at(t, "/title")
+                    .or_else(|| str_at(t, "/message").and_then(|m| summary_of(&m)));
                 e.number = t.get("iid").and_then(Value::as_i64);
             }
             e.url = str_at(attrs, "/url");
             let note = str_at(attrs, "/note").unwrap_or_default();
-            e.summary = excerpt(&note);
+            e.summary = summary_of(&note);
             e.attachment = upload(&note, str_at(p, "/project/web_url").as_deref());
             e.kind = Some(match &e.attachment {
                 Some(a) => attachment_kind(a),
@@ -80,7 +82,7 @@ pub fn normalize(p: &Value) -> Event {
             e.url =
                 str_at(p, "/project/web_url").map(|w| format!("{w}/-/compare/{before}...{after}"));
             e.summary = str_at(p, "/commits/0/message")
-                .and_then(|m| excerpt(m.lines().next().unwrap_or("")));
+                .and_then(|m| summary_of(m.lines().next().unwrap_or("")));
             e.kind = Some(EventKind::CodePushed);
         }
         "tag_push" => {
@@ -97,7 +99,7 @@ pub fn normalize(p: &Value) -> Event {
         "release" => {
             e.title = str_at(p, "/name").or_else(|| str_at(p, "/tag"));
             e.url = str_at(p, "/url");
-            e.summary = str_at(p, "/description").and_then(|d| excerpt(&d));
+            e.summary = str_at(p, "/description").and_then(|d| summary_of(&d));
             if action == "create" {
                 e.kind = Some(EventKind::ReleasePublished);
             }
@@ -122,7 +124,7 @@ pub fn normalize(p: &Value) -> Event {
         "wiki_page" => {
             e.title = str_at(attrs, "/title");
             e.url = str_at(attrs, "/url");
-            e.summary = str_at(attrs, "/message").and_then(|m| excerpt(&m));
+            e.summary = str_at(attrs, "/message").and_then(|m| summary_of(&m));
             if action == "create" {
                 e.attachment = e.title.clone().map(|name| Attachment {
                     name,
@@ -142,7 +144,7 @@ fn item(e: &mut Event, p: &Value, attrs: &Value) {
     e.title = str_at(attrs, "/title");
     e.url = str_at(attrs, "/url");
     e.number = attrs.get("iid").and_then(Value::as_i64);
-    e.summary = str_at(attrs, "/description").and_then(|d| excerpt(&d));
+    e.summary = str_at(attrs, "/description").and_then(|d| summary_of(&d));
     e.labels = p
         .get("labels")
         .and_then(Value::as_array)

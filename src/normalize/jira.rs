@@ -6,7 +6,9 @@
 
 use serde_json::Value;
 
-use crate::normalize::{Attachment, Event, EventKind, attachment_kind, excerpt, is_image, str_at};
+use crate::normalize::{
+    Attachment, Event, EventKind, attachment_kind, is_image, str_at, summary_of,
+};
 
 pub fn normalize(p: &Value) -> Event {
     let native = str_at(p, "/webhookEvent").unwrap_or_else(|| "unknown".to_string());
@@ -36,7 +38,7 @@ pub fn normalize(p: &Value) -> Event {
                 .collect()
         })
         .unwrap_or_default();
-    e.summary = str_at(issue, "/fields/description").and_then(|d| excerpt(&d));
+    e.summary = str_at(issue, "/fields/description").and_then(|d| summary_of(&d));
     match native.as_str() {
         "jira:issue_created" => e.kind = Some(EventKind::TaskCreated),
         "jira:issue_deleted" => e.kind = Some(EventKind::TaskDeleted),
@@ -76,7 +78,7 @@ pub fn normalize(p: &Value) -> Event {
         }
         "comment_created" => {
             e.actor = str_at(p, "/comment/author/displayName").or(e.actor);
-            e.summary = str_at(p, "/comment/body").and_then(|b| excerpt(&b));
+            e.summary = str_at(p, "/comment/body").and_then(|b| summary_of(&b));
             e.kind = Some(EventKind::CommentCreated);
         }
         "attachment_created" => {

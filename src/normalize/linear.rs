@@ -5,7 +5,9 @@
 
 use serde_json::Value;
 
-use crate::normalize::{Attachment, Event, EventKind, attachment_kind, excerpt, is_image, str_at};
+use crate::normalize::{
+    Attachment, Event, EventKind, attachment_kind, is_image, str_at, summary_of,
+};
 
 pub fn normalize(p: &Value) -> Event {
     let ty = str_at(p, "/type").unwrap_or_else(|| "unknown".to_string());
@@ -23,7 +25,7 @@ pub fn normalize(p: &Value) -> Event {
         "Issue" => {
             e.title = str_at(data, "/title");
             e.number = data.get("number").and_then(Value::as_i64);
-            e.summary = str_at(data, "/description").and_then(|d| excerpt(&d));
+            e.summary = str_at(data, "/description").and_then(|d| summary_of(&d));
             e.labels = data
                 .get("labels")
                 .and_then(Value::as_array)
@@ -43,7 +45,7 @@ pub fn normalize(p: &Value) -> Event {
         }
         "Comment" => {
             e.title = str_at(data, "/issue/title");
-            e.summary = str_at(data, "/body").and_then(|b| excerpt(&b));
+            e.summary = str_at(data, "/body").and_then(|b| summary_of(&b));
             if action == "create" {
                 e.kind = Some(EventKind::CommentCreated);
             }

@@ -360,21 +360,25 @@ pub(crate) fn str_at(v: &Value, pointer: &str) -> Option<String> {
 /// The longest excerpt of a body kept in `event.summary`, in characters.
 pub const SUMMARY_CHARS: usize = 140;
 
-/// Makes a one-line excerpt of free text: whitespace collapsed, cut at a word boundary with `…`.
-pub(crate) fn excerpt(text: &str) -> Option<String> {
+/// `event.summary` of a body: its excerpt, or none when it is blank.
+pub(crate) fn summary_of(text: &str) -> Option<String> {
+    Some(excerpt(text, SUMMARY_CHARS)).filter(|e| !e.is_empty())
+}
+
+/// Makes a one-line excerpt of free text: whitespace collapsed, cut at a word boundary with `…` so that
+/// it stays within `max_chars` characters. Empty when the text has nothing but whitespace. Used for
+/// `event.summary` and for the items a digest lists.
+pub fn excerpt(text: &str, max_chars: usize) -> String {
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.is_empty() {
-        return None;
+    if flat.chars().count() <= max_chars {
+        return flat;
     }
-    if flat.chars().count() <= SUMMARY_CHARS {
-        return Some(flat);
-    }
-    let cut: String = flat.chars().take(SUMMARY_CHARS - 1).collect();
+    let cut: String = flat.chars().take(max_chars.saturating_sub(1)).collect();
     let at_word = match cut.rfind(' ') {
-        Some(i) if i > SUMMARY_CHARS / 2 => &cut[..i],
+        Some(i) if i > max_chars / 3 => &cut[..i],
         _ => cut.as_str(),
     };
-    Some(format!("{}…", at_word.trim_end()))
+    format!("{}…", at_word.trim_end())
 }
 
 #[cfg(test)]
@@ -477,10 +481,10 @@ mod tests {
 
     #[test]
     fn excerpt_flattens_and_cuts_at_a_word() {
-        assert_eq!(excerpt("  a\n\n b  "), Some("a b".to_string()));
-        assert_eq!(excerpt(" \n "), None);
+        assert_eq!(excerpt("  a\n\n b  ", SUMMARY_CHARS), "a b");
+        assert_eq!(excerpt(" \n ", SUMMARY_CHARS), "");
         let long = "word ".repeat(60);
-        let e = excerpt(&long).unwrap();
+        let e = excerpt(&long, SUMMARY_CHARS);
         assert!(e.ends_with("word…"), "{e}");
         assert!(e.chars().count() <= SUMMARY_CHARS);
     }

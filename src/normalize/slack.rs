@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::normalize::{Event, excerpt, str_at};
+use crate::normalize::{Event, str_at, summary_of};
 
 pub fn normalize(p: &Value) -> Event {
     let native = str_at(p, "/event/type")
@@ -14,7 +14,7 @@ pub fn normalize(p: &Value) -> Event {
     let mut e = Event::bare("slack", native);
     e.actor = str_at(p, "/event/user");
     e.project = str_at(p, "/event/channel").or_else(|| str_at(p, "/team_id"));
-    let text = str_at(p, "/event/text").and_then(|t| excerpt(&t));
+    let text = str_at(p, "/event/text").and_then(|t| summary_of(&t));
     e.title = text.clone();
     e.summary = text;
     e

@@ -5,7 +5,9 @@
 
 use serde_json::Value;
 
-use crate::normalize::{Attachment, Event, EventKind, attachment_kind, excerpt, is_image, str_at};
+use crate::normalize::{
+    Attachment, Event, EventKind, attachment_kind, is_image, str_at, summary_of,
+};
 
 pub fn normalize(p: &Value) -> Event {
     let ty = str_at(p, "/action/type").unwrap_or_else(|| "unknown".to_string());
@@ -41,7 +43,7 @@ pub fn normalize(p: &Value) -> Event {
         }
         "deleteCard" => e.kind = Some(EventKind::TaskDeleted),
         "commentCard" => {
-            e.summary = str_at(data, "/text").and_then(|t| excerpt(&t));
+            e.summary = str_at(data, "/text").and_then(|t| summary_of(&t));
             e.kind = Some(EventKind::CommentCreated);
         }
         "addAttachmentToCard" => {

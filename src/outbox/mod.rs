@@ -770,7 +770,11 @@ mod tests {
         let digest = store.fold(to_alice).await.unwrap();
         let digest = store.item(&digest).await.unwrap().unwrap();
         assert_eq!(
-            (digest.recipient.as_str(), digest.kind.as_str(), digest.is_digest()),
+            (
+                digest.recipient.as_str(),
+                digest.kind.as_str(),
+                digest.is_digest()
+            ),
             ("@alice", "dm", true)
         );
     }

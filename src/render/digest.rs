@@ -77,17 +77,12 @@ pub fn context(items: &[Folded]) -> Value {
     }
 }
 
-/// A short excerpt of an item's text for the digest: its first 60 characters, at a word.
+/// How many characters of each item's text a digest shows.
+pub const EXCERPT_CHARS: usize = 60;
+
+/// A short excerpt of an item's text for the digest, at a word.
 pub fn excerpt(text: &str) -> String {
-    let first: String = text.chars().take(60).collect();
-    if first.chars().count() < text.chars().count() {
-        match first.rfind(' ') {
-            Some(i) if i > 20 => format!("{}…", &first[..i]),
-            _ => format!("{first}…"),
-        }
-    } else {
-        first
-    }
+    crate::normalize::excerpt(text, EXCERPT_CHARS)
 }
 
 #[cfg(test)]

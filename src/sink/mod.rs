@@ -60,7 +60,7 @@ pub enum Auth {
     /// X, OAuth 1.0a user context: four static credentials.
     OAuth1(oauth1::Credentials),
     /// X, OAuth 2.0 user tokens from `chirpd auth x`, kept and rotated in the store.
-    OAuth2(oauth2::Client),
+    OAuth2(oauth2::App),
     /// Mastodon: an access token.
     Bearer(Secret),
     /// A dry-run destination never makes a request.

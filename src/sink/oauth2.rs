@@ -15,9 +15,9 @@ use sha2::{Digest, Sha256};
 use crate::clock::UnixMillis;
 use crate::config::secret::Secret;
 
-/// The app's OAuth 2.0 client, from the destination's config.
+/// The X app as an OAuth 2.0 client, from the destination's config.
 #[derive(Debug, Clone)]
-pub struct Client {
+pub struct App {
     pub client_id: String,
     /// Confidential clients (web app, automated app) authenticate with it; public clients have none.
     pub client_secret: Option<Secret>,
@@ -62,23 +62,23 @@ pub fn challenge_of(verifier: &str) -> String {
 }
 
 /// The URL the admin opens to authorize the app.
-pub fn authorize_url(client: &Client, redirect_uri: &str, state: &str, challenge: &str) -> String {
+pub fn authorize_url(app: &App, redirect_uri: &str, state: &str, challenge: &str) -> String {
     let params = [
         ("response_type", "code"),
-        ("client_id", client.client_id.as_str()),
+        ("client_id", app.client_id.as_str()),
         ("redirect_uri", redirect_uri),
-        ("scope", &client.scopes.join(" ")),
+        ("scope", &app.scopes.join(" ")),
         ("state", state),
         ("code_challenge", challenge),
         ("code_challenge_method", "S256"),
     ];
-    format!("{}?{}", client.authorize_url, form_encode(&params))
+    format!("{}?{}", app.authorize_url, form_encode(&params))
 }
 
 /// Exchanges an authorization code for tokens.
 pub async fn exchange_code(
     http: &reqwest::Client,
-    client: &Client,
+    app: &App,
     code: &str,
     redirect_uri: &str,
     verifier: &str,
@@ -87,44 +87,44 @@ pub async fn exchange_code(
     let params = [
         ("code", code),
         ("grant_type", "authorization_code"),
-        ("client_id", client.client_id.as_str()),
+        ("client_id", app.client_id.as_str()),
         ("redirect_uri", redirect_uri),
         ("code_verifier", verifier),
     ];
-    token_request(http, client, &params, now).await
+    token_request(http, app, &params, now).await
 }
 
 /// Trades a refresh token for a new token set (with a new refresh token: they rotate).
 pub async fn refresh(
     http: &reqwest::Client,
-    client: &Client,
+    app: &App,
     refresh_token: &Secret,
     now: UnixMillis,
 ) -> Result<Tokens, RefreshError> {
     let params = [
         ("refresh_token", refresh_token.expose()),
         ("grant_type", "refresh_token"),
-        ("client_id", client.client_id.as_str()),
+        ("client_id", app.client_id.as_str()),
     ];
-    token_request(http, client, &params, now).await
+    token_request(http, app, &params, now).await
 }
 
 async fn token_request(
     http: &reqwest::Client,
-    client: &Client,
+    app: &App,
     params: &[(&str, &str)],
     now: UnixMillis,
 ) -> Result<Tokens, RefreshError> {
     let mut req = http
-        .post(&client.token_url)
+        .post(&app.token_url)
         .header(
             http::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",
         )
         .body(form_encode(params))
         .timeout(std::time::Duration::from_secs(30));
-    if let Some(secret) = &client.client_secret {
-        let basic = STANDARD.encode(format!("{}:{}", client.client_id, secret.expose()));
+    if let Some(secret) = &app.client_secret {
+        let basic = STANDARD.encode(format!("{}:{}", app.client_id, secret.expose()));
         req = req.header(http::header::AUTHORIZATION, format!("Basic {basic}"));
     }
     let response = req
@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn the_authorize_url_carries_pkce_and_scopes() {
-        let client = Client {
+        let client = App {
             client_id: "abc".into(),
             client_secret: None,
             authorize_url: "https://x.com/i/oauth2/authorize".into(),

@@ -9,7 +9,7 @@ use http::HeaderMap;
 use crate::clock::UnixMillis;
 use crate::config::secret::Secret;
 use crate::verify::mac::{self, Algorithm};
-use crate::verify::{VerifyError, header};
+use crate::verify::{VerifyError, check_skew, header};
 
 #[derive(Debug, Clone)]
 pub struct Linear {
@@ -51,14 +51,7 @@ impl Linear {
                 "webhookTimestamp body field".into(),
             ));
         };
-        let skew = now - ts;
-        if skew.abs() > self.tolerance_ms {
-            return Err(VerifyError::Stale {
-                skew_secs: skew / 1000,
-                tolerance_secs: self.tolerance_ms / 1000,
-            });
-        }
-        Ok(())
+        check_skew(now, ts, self.tolerance_ms)
     }
 }
 

@@ -120,12 +120,50 @@ pub(crate) fn check_timestamp(
         header: header_name.to_string(),
         reason: "not an integer number of seconds",
     })?;
-    let skew = now.div_euclid(1000) - ts_secs;
-    if skew.abs() > tolerance_secs {
+    check_skew(
+        now,
+        ts_secs.saturating_mul(1000),
+        tolerance_secs.saturating_mul(1000),
+    )
+}
+
+/// Checks a signed timestamp (Unix ms) against now, both ways, within `tolerance_ms`. The arithmetic
+/// saturates, so a timestamp near the ends of `i64` is refused as stale, never wrapped into the window.
+pub(crate) fn check_skew(
+    now: UnixMillis,
+    stamp: UnixMillis,
+    tolerance_ms: i64,
+) -> Result<(), VerifyError> {
+    let skew = now.saturating_sub(stamp);
+    if skew.unsigned_abs() > tolerance_ms.unsigned_abs() {
         return Err(VerifyError::Stale {
-            skew_secs: skew,
-            tolerance_secs,
+            skew_secs: skew / 1000,
+            tolerance_secs: tolerance_ms / 1000,
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_at_the_ends_of_i64_are_stale_not_wrapped() {
+        let now = 1_795_629_600_000;
+        for stamp in [i64::MIN, i64::MIN + 1, i64::MAX, -now] {
+            assert!(
+                matches!(
+                    check_skew(now, stamp, 300_000),
+                    Err(VerifyError::Stale { .. })
+                ),
+                "{stamp}"
+            );
+        }
+        for secs in ["-9223372036854775808", "9223372036854775807"] {
+            assert!(check_timestamp("t", secs, now, 300).is_err(), "{secs}");
+        }
+        assert!(check_skew(now, now - 299_000, 300_000).is_ok());
+        assert!(check_skew(now, now + 299_000, 300_000).is_ok());
+    }
 }

@@ -247,6 +247,12 @@ async fn direct_messages_go_to_each_recipient_and_a_refusal_fails_only_that_one(
         assert!(start.elapsed() < WAIT, "second DMs not sent");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // All four items of the second event settled, @nobody's last among them.
+    app.wait_sql(
+        "SELECT count(*) FROM outbox WHERE state IN ('sent', 'dead')",
+        8,
+    )
+    .await;
     assert_eq!(
         app.x.user_lookups(),
         lookups + 1,

@@ -15,13 +15,7 @@ fn example() -> String {
 }
 
 fn github_fixtures() -> Vec<std::path::PathBuf> {
-    let shared = format!("{}/../shared/fixtures/github", env!("CARGO_MANIFEST_DIR"));
-    let bundled = format!("{}/samples/github", env!("CARGO_MANIFEST_DIR"));
-    let dir = if std::path::Path::new(&shared).exists() {
-        shared
-    } else {
-        bundled
-    };
+    let dir = format!("{}/samples/github", env!("CARGO_MANIFEST_DIR"));
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -354,7 +354,11 @@ async fn a_delivery_whose_planning_panics_is_set_aside_and_the_rest_still_post()
         "SELECT count(*) FROM deliveries WHERE state = 'dead' AND error LIKE 'planning failed: failpoint plan-panic%'",
     ) != 1
     {
-        assert!(start.elapsed() < WAIT, "the poison delivery was not set aside; log: {}", log_of(dir.path()));
+        assert!(
+            start.elapsed() < WAIT,
+            "the poison delivery was not set aside; log: {}",
+            log_of(dir.path())
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let metrics = reqwest::get(format!("{}/metrics", d.url))
@@ -363,7 +367,10 @@ async fn a_delivery_whose_planning_panics_is_set_aside_and_the_rest_still_post()
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("chirpd_deliveries_dead_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("chirpd_deliveries_dead_total 1"),
+        "{metrics}"
+    );
     // Set aside once, not retried: the log says so exactly once.
     let log = log_of(dir.path());
     assert_eq!(log.matches("cannot be planned").count(), 1, "{log}");

@@ -7,9 +7,9 @@
 //! The SQL itself is in `sql.rs`. Nothing outside `outbox` sees SQL or a `rusqlite` type.
 
 use std::path::Path;
+use std::sync::mpsc;
 #[cfg(test)]
 use std::time::Duration;
-use std::sync::mpsc;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -356,7 +356,11 @@ impl Store for SqliteStore {
         recipient: &str,
         subject: &str,
     ) -> Result<Option<Item>, StoreError> {
-        let args = (destination.to_owned(), recipient.to_owned(), subject.to_owned());
+        let args = (
+            destination.to_owned(),
+            recipient.to_owned(),
+            subject.to_owned(),
+        );
         self.read(args, |c, (d, r, s)| sql::settling(c, d, r, s))
             .await
     }
@@ -432,8 +436,10 @@ impl Store for SqliteStore {
     }
 
     async fn drop_item(&self, id: &str, now: UnixMillis) -> Result<(), StoreError> {
-        self.write((id.to_owned(), now), |c, (id, now)| sql::drop_item(c, id, *now))
-            .await
+        self.write((id.to_owned(), now), |c, (id, now)| {
+            sql::drop_item(c, id, *now)
+        })
+        .await
     }
 
     async fn replay_delivery(&self, id: &str) -> Result<usize, StoreError> {
@@ -447,9 +453,10 @@ impl Store for SqliteStore {
         now: UnixMillis,
         limit: usize,
     ) -> Result<Vec<Item>, StoreError> {
-        self.read((destination.to_owned(), now, limit), |c, (d, now, limit)| {
-            sql::due(c, d, *now, *limit)
-        })
+        self.read(
+            (destination.to_owned(), now, limit),
+            |c, (d, now, limit)| sql::due(c, d, *now, *limit),
+        )
         .await
     }
 
@@ -466,9 +473,10 @@ impl Store for SqliteStore {
         reason: &str,
         now: UnixMillis,
     ) -> Result<usize, StoreError> {
-        self.write((items, reason.to_owned(), now), |c, (items, reason, now)| {
-            sql::drop_items(c, items, reason, *now)
-        })
+        self.write(
+            (items, reason.to_owned(), now),
+            |c, (items, reason, now)| sql::drop_items(c, items, reason, *now),
+        )
         .await
     }
 
@@ -575,7 +583,10 @@ mod tests {
         store.probe_commit().await.unwrap();
         let release = store.stall_writer().await;
         let probe = tokio::time::timeout(Duration::from_millis(300), store.probe_commit()).await;
-        assert!(probe.is_err(), "the probe must not pass while the writer is stuck");
+        assert!(
+            probe.is_err(),
+            "the probe must not pass while the writer is stuck"
+        );
         // A probe on the read connection, as the watchdog used to make, would have passed.
         assert!(store.counts().await.is_ok());
         drop(release);

@@ -6,8 +6,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::unavailable;
 use crate::clock::UnixMillis;
 use crate::outbox::{
-    Block, Finish, HoldCause, Item, ItemState, NewDelivery, NewDigest, NewItem, PlanRecord, Recorded, StoreError,
-    StoredDelivery,
+    Block, Finish, HoldCause, Item, ItemState, NewDelivery, NewDigest, NewItem, PlanRecord,
+    Recorded, StoreError, StoredDelivery,
 };
 
 pub fn record_delivery(
@@ -136,7 +136,9 @@ pub fn fail_delivery(conn: &Connection, id: &str, error: &str) -> Result<(), Sto
         )
         .map_err(unavailable)?;
     if changed == 0 {
-        return Err(StoreError::NotFound(format!("delivery {id} awaiting planning")));
+        return Err(StoreError::NotFound(format!(
+            "delivery {id} awaiting planning"
+        )));
     }
     Ok(())
 }
@@ -448,7 +450,13 @@ pub fn due(
 }
 
 pub fn fold(conn: &Connection, fold: &NewDigest, digest_id: &str) -> Result<(), StoreError> {
-    let NewDigest { destination, recipient, kind, now, .. } = fold;
+    let NewDigest {
+        destination,
+        recipient,
+        kind,
+        now,
+        ..
+    } = fold;
     conn.execute(
         "INSERT INTO outbox (id, delivery_id, route, destination, recipient, kind, text, length, state,
                              attempts, next_attempt_at, created_at, updated_at)

@@ -246,16 +246,11 @@ pub fn github_signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// A GitHub payload from the shared fixtures (real bodies as GitHub sent them).
+/// A GitHub payload from `samples/` (real bodies as GitHub sent them; samples/SOURCES.md says where
+/// each came from).
 pub fn fixture(name: &str) -> Vec<u8> {
-    let shared = format!(
-        "{}/../shared/fixtures/github/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let bundled = format!("{}/samples/github/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&shared)
-        .or_else(|_| std::fs::read(&bundled))
-        .unwrap()
+    let path = format!("{}/samples/github/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// The fixture with its issue title replaced, to make distinct deliveries.

@@ -1,4 +1,5 @@
-//! `/healthz` (the process answers) and `/readyz` (it can do its job, with the reasons if not).
+//! The probes: `/healthz` (the process answers), `/readyz` (it can do its job, with the reasons if not)
+//! and `/metrics` (Prometheus text).
 
 use axum::Json;
 use axum::extract::State;
