@@ -1,6 +1,6 @@
 //! `POST /hooks/{source}`: the webhook endpoint.
 //!
-//! The order is the contract of SPEC §1: find the source; refuse an oversized body before reading it
+//! The order is the contract of docs/contract.md §1: find the source; refuse an oversized body before reading it
 //! (413); read the body within the body timeout; verify the signature on the exact raw bytes (401);
 //! answer provider handshakes; only then look at the body (400 if it is not JSON); dedupe and store it
 //! with fsync; and only then answer 202 (or 200 for a duplicate). A store failure answers 503 so the

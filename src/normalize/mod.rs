@@ -172,7 +172,7 @@ pub fn normalize(provider: &Provider, event: Option<&str>, payload: &Value) -> E
     }
 }
 
-/// The normalized kinds of SPEC §4.
+/// The normalized kinds of docs/contract.md §4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventKind {
     TaskCreated,

@@ -2,8 +2,9 @@
 //! `GET /2/users/by/username/:name` (DM recipients) and `GET /2/users/me?user.fields=protected` (the
 //! protected-account guard), authorized with OAuth 1.0a or an OAuth 2.0 user token.
 //!
-//! Classification of X's answers follows SPEC §6: 2xx sent; 403 "duplicate content" already posted;
-//! 429 rate-limited until the largest reset; 401, 402 and 403 access-level (code 453) or client-forbidden
+//! Classification of X's answers follows docs/contract.md §6 and docs/protocols.md §2: 2xx sent; 403
+//! "duplicate content" already posted; 429 rate-limited until the largest reset; 401 unauthorized (the
+//! dispatcher refreshes an OAuth 2.0 token once); 402 and 403 access-level (code 453) or client-forbidden
 //! pause the destination; other 4xx are dead letters with X's reason; 5xx, timeouts and resets retry.
 
 use std::time::Duration;

@@ -68,7 +68,7 @@ mod tests {
         };
         let hook = Secret::new("It's a Secret to Everybody".into());
         let mut h = HeaderMap::new();
-        // Self-computed vector 3 of protocols.md: Asana signs with bare hex HMAC-SHA256.
+        // Self-computed vector 3 of docs/protocols.md §1: Asana signs with bare hex HMAC-SHA256.
         h.insert(
             "x-hook-signature",
             "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"

@@ -84,7 +84,7 @@ mod tests {
         h
     }
 
-    /// Consolidated vector 3 of protocols.md: bare hex SHA-256 (the GitHub digest without its prefix).
+    /// Consolidated vector 3 of docs/protocols.md §1: bare hex SHA-256 (the GitHub digest without its prefix).
     #[test]
     fn bare_hex_sha256_vector() {
         let v = scheme(Algorithm::Sha256, Encoding::Hex, "");
@@ -92,7 +92,7 @@ mod tests {
         assert_eq!(v.verify(&h, b"Hello, World!"), Ok(()));
     }
 
-    /// Self-computed vector 4 of protocols.md (Shopify style, base64); a regression vector, not published.
+    /// Self-computed vector 4 of docs/protocols.md §1 (Shopify style, base64); a regression vector, not published.
     #[test]
     fn self_computed_base64_vector() {
         let v = scheme(Algorithm::Sha256, Encoding::Base64, "");
@@ -100,7 +100,7 @@ mod tests {
         assert_eq!(v.verify(&h, b"Hello, World!"), Ok(()));
     }
 
-    /// Self-computed vector 2 of protocols.md (legacy GitHub SHA-1 with prefix); a regression vector.
+    /// Self-computed vector 2 of docs/protocols.md §1 (legacy GitHub SHA-1 with prefix); a regression vector.
     #[test]
     fn self_computed_sha1_prefixed_vector() {
         let v = scheme(Algorithm::Sha1, Encoding::Hex, "sha1=");
@@ -109,7 +109,7 @@ mod tests {
         assert_eq!(v.verify(&h, b"Hello, World"), Err(VerifyError::Mismatch));
     }
 
-    /// Self-computed vector 9 of protocols.md (Trello): base64 HMAC-SHA1 over body + callback URL.
+    /// Self-computed vector 9 of docs/protocols.md §1 (Trello): base64 HMAC-SHA1 over body + callback URL.
     #[test]
     fn self_computed_trello_vector() {
         let v = GenericHmac {

@@ -89,7 +89,7 @@ mod tests {
         );
     }
 
-    /// Self-computed vector 3 of protocols.md: Linear's digest is the bare hex HMAC-SHA256.
+    /// Self-computed vector 3 of docs/protocols.md §1: Linear's digest is the bare hex HMAC-SHA256.
     #[test]
     fn the_consolidated_hex_vector_matches() {
         let expected =

@@ -1,4 +1,4 @@
-//! The HTTP answers of SPEC §5, and the limits that protect the daemon from slow or oversized requests.
+//! The HTTP answers of docs/contract.md §5, and the limits that protect the daemon from slow or oversized requests.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! Every provider: each shared fixture, signed or tokened as its product does it, is accepted by the
+//! Every provider: each bundled sample, signed or tokened as its product does it, is accepted by the
 //! running daemon and becomes the expected post at the fake X; forged signatures get 401; schemes with a
 //! timestamp refuse stale replays.
 

@@ -1,9 +1,12 @@
 //! The SQL of each store operation. Each function runs inside the writer's transaction (changes) or on
 //! the read-only connection (queries); none opens or commits a transaction itself.
+//!
+//! This file is longer than the others on purpose: it is all of the store's SQL, one function per
+//! operation, so that whoever changes a table finds every statement that touches it in one place.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::unavailable;
+use super::writer::unavailable;
 use crate::clock::UnixMillis;
 use crate::outbox::{
     Block, Finish, HoldCause, Item, ItemState, NewDelivery, NewDigest, NewItem, PlanRecord,

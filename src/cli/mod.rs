@@ -1,0 +1,233 @@
+//! The command line: `run` here; `check` and `preview` in `check.rs`, `queue` in `queue.rs`, `auth` in
+//! `auth.rs`.
+//!
+//! Each command parses its arguments, loads the config through `config::load` and calls into the library.
+//! Errors are reported here, once, with `anyhow` context; the exit code is 0 on success, 1 on a problem the
+//! admin must fix, 2 on bad usage (clap's own).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+mod auth;
+mod check;
+mod queue;
+
+use crate::config::{self, Config, ProcessEnv};
+use crate::telemetry::{self, LogFormat};
+
+/// chirpd relays signed webhooks from project tools to X as short posts.
+#[derive(Debug, Parser)]
+#[command(name = "chirpd", version, about)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Auto, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Run {
+        /// Config file. Default: $CHIRPD_CONFIG, else ./chirpd.toml, else /etc/chirpd/chirpd.toml, else
+        /// the embedded defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate the config, secrets and templates, and render every route against bundled samples.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print what would be posted for a payload, without any network.
+    Preview {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The source the payload would arrive on.
+        #[arg(long)]
+        source: String,
+        /// The event name the provider puts in its headers (X-GitHub-Event, X-Gitea-Event, X-Event-Key).
+        /// It defaults to a guess from the file name: issues.opened.json → issues (GitHub),
+        /// pull_request-opened.json → pull_request (Gitea), repo-push.json → repo:push (Bitbucket).
+        #[arg(long)]
+        event: Option<String>,
+        /// One JSON object per post: {"route","destination","kind","text","weighted_length"}.
+        #[arg(long)]
+        json: bool,
+        /// The payload file.
+        payload: PathBuf,
+    },
+    /// Authorize chirpd to post for an X account with OAuth 2.0 (PKCE); the tokens go to the store.
+    Auth {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
+    /// Inspect the outbox of a stopped or running daemon.
+    Queue {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Run X's OAuth 2.0 authorization code flow with PKCE for a destination with auth = "oauth2".
+    ///
+    /// Prints the URL to open as the team account; then takes the redirect on the loopback address of
+    /// --redirect-uri, or the code (or the whole redirect URL) pasted on standard input.
+    X {
+        #[arg(long)]
+        destination: String,
+        /// The callback URL registered in the X app's settings.
+        #[arg(long, default_value = "http://127.0.0.1:8788/callback")]
+        redirect_uri: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// List outbox items, newest first.
+    List {
+        /// Only items in this state: pending, sending, retry, sent, dead.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one item.
+    Show { id: String },
+    /// Put a dead or waiting item back in the queue, due now.
+    Retry { id: String },
+    /// Never send a queued item; it stays listed as dead.
+    Drop { id: String },
+    /// Plan a stored delivery again with the current config (dead items of it are replaced).
+    Replay { delivery: String },
+}
+
+pub fn main(cli: Cli) -> ExitCode {
+    telemetry::init(cli.log_format);
+    let result = match cli.command {
+        Command::Run { config } => run(config.as_deref()),
+        Command::Check { config } => check::check(config.as_deref()),
+        Command::Preview {
+            config,
+            source,
+            event,
+            json,
+            payload,
+        } => check::preview(config.as_deref(), &source, event.as_deref(), json, &payload),
+        Command::Queue { config, command } => queue::queue(config.as_deref(), command),
+        Command::Auth {
+            config,
+            command:
+                AuthCommand::X {
+                    destination,
+                    redirect_uri,
+                },
+        } => auth::auth_x(config.as_deref(), &destination, &redirect_uri),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chirpd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves the config file: the flag, `$CHIRPD_CONFIG`, `./chirpd.toml`, `/etc/chirpd/chirpd.toml`.
+pub fn config_path(flag: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = flag {
+        return Some(p.to_path_buf());
+    }
+    if let Ok(p) = std::env::var("CHIRPD_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    ["chirpd.toml", "/etc/chirpd/chirpd.toml"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+pub(super) fn load(flag: Option<&Path>) -> anyhow::Result<Config> {
+    let path = config_path(flag);
+    config::load(path.as_deref(), &ProcessEnv)
+        .map_err(|errors| anyhow::anyhow!("invalid config:\n{errors}"))
+}
+
+fn run(flag: Option<&Path>) -> anyhow::Result<()> {
+    let config = load(flag)?;
+    if config.path.is_none() {
+        tracing::warn!(
+            "No config file found; running on the embedded defaults (no sources, no destinations)."
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = listener(&config).await?;
+        let control = crate::app::Control::default();
+        tokio::spawn(handle_signals(control.clone()));
+        crate::app::run(config, listener, control).await
+    })
+}
+
+/// The listening socket: the one systemd passed (socket activation, `systemd/chirpd.socket`), else a new
+/// one bound to `server.listen`.
+async fn listener(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if let Some(std_listener) = fds
+        .take_tcp_listener(0)
+        .context("cannot use the socket systemd passed")?
+    {
+        std_listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)?;
+        tracing::info!(addr = %listener.local_addr()?, "Using the socket systemd passed; server.listen is ignored.");
+        return Ok(listener);
+    }
+    tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))
+}
+
+/// SIGTERM or SIGINT stop the daemon; SIGHUP reloads its config.
+async fn handle_signals(control: crate::app::Control) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("Cannot install signal handlers; stop chirpd with SIGKILL.");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM received.");
+                break;
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT received.");
+                break;
+            }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP received: reloading the config.");
+                control.reload.notify_one();
+            }
+        }
+    }
+    control.shutdown.cancel();
+}

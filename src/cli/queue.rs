@@ -1,0 +1,113 @@
+//! `chirpd queue`: inspect and repair the outbox of a running or stopped daemon, through the same store
+//! API the daemon uses (so a running daemon sees each change at its next turn).
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde_json::json;
+
+use crate::outbox::{self, ItemState};
+
+use super::{QueueCommand, load};
+
+pub(super) fn queue(flag: Option<&Path>, command: QueueCommand) -> anyhow::Result<()> {
+    let config = load(flag)?;
+    if !config.store_path.exists() {
+        bail!("no store at {}", config.store_path.display());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = outbox::open(&config.store_path, None)?;
+        let mut out = std::io::stdout().lock();
+        match command {
+            QueueCommand::List {
+                state,
+                limit,
+                json: as_json,
+            } => {
+                let state = match state.as_deref() {
+                    Some(s) => {
+                        Some(ItemState::parse(s).with_context(|| format!("unknown state {s:?}"))?)
+                    }
+                    None => None,
+                };
+                let items = store.items(state, limit).await?;
+                if !as_json {
+                    writeln!(
+                        out,
+                        "{:<36}  {:<7}  {:<12}  {:>8}  TEXT",
+                        "ID", "STATE", "DESTINATION", "ATTEMPTS"
+                    )?;
+                }
+                for item in items {
+                    if as_json {
+                        writeln!(out, "{}", item_json(&item))?;
+                    } else {
+                        let first_line: String = item
+                            .text
+                            .lines()
+                            .next()
+                            .unwrap_or("")
+                            .chars()
+                            .take(60)
+                            .collect();
+                        writeln!(
+                            out,
+                            "{:<36}  {:<7}  {:<12}  {:>8}  {first_line}",
+                            item.id,
+                            item.state.as_str(),
+                            item.destination,
+                            item.attempts
+                        )?;
+                    }
+                }
+            }
+            QueueCommand::Show { id } => {
+                let item = store
+                    .item(&id)
+                    .await?
+                    .with_context(|| format!("no outbox item {id}"))?;
+                writeln!(out, "{}", serde_json::to_string_pretty(&item_json(&item))?)?;
+            }
+            QueueCommand::Retry { id } => {
+                store.retry_item(&id, crate::clock::now_ms()).await?;
+                writeln!(out, "{id}: queued again")?;
+            }
+            QueueCommand::Drop { id } => {
+                store.drop_item(&id, crate::clock::now_ms()).await?;
+                writeln!(out, "{id}: dropped")?;
+            }
+            QueueCommand::Replay { delivery } => {
+                let replaced = store.replay_delivery(&delivery).await?;
+                writeln!(
+                    out,
+                    "{delivery}: will be planned again ({replaced} dead item(s) replaced)"
+                )?;
+            }
+        }
+        Ok(())
+    })
+}
+
+fn item_json(item: &crate::outbox::Item) -> serde_json::Value {
+    json!({
+        "id": item.id,
+        "delivery": item.delivery_id,
+        "route": item.route,
+        "destination": item.destination,
+        "kind": item.kind,
+        "state": item.state.as_str(),
+        "attempts": item.attempts,
+        "text": item.text,
+        "weighted_length": item.length,
+        "next_attempt_at": item.next_attempt_at,
+        "created_at": item.created_at,
+        "sent_at": item.sent_at,
+        "remote_id": item.remote_id,
+        "last_error": item.last_error,
+    })
+}
