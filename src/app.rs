@@ -368,4 +368,43 @@ mod tests {
         let mut same = next.clone();
         assert!(keep_restart_only(&next, &mut same).is_empty());
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stage_that_panics_is_restarted_and_shown_until_it_works() {
+        let health = Health::default();
+        let shutdown = CancellationToken::new();
+        let starts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let task = tokio::spawn(supervise("fanout", health.clone(), shutdown.clone(), {
+            let (starts, health) = (starts.clone(), health.clone());
+            move |stop: CancellationToken| {
+                let n = starts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let health = health.clone();
+                async move {
+                    if n == 0 {
+                        panic!("a bug in the stage");
+                    }
+                    // Working again: clears the mark, as the fanout does after a batch.
+                    health.stage_ok("fanout");
+                    stop.cancelled().await;
+                }
+            }
+        }));
+        // Paused time runs the one-second restart delay as soon as every task is idle.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while starts.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "not restarted");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !health.failing_stages().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still shown as failing"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        shutdown.cancel();
+        task.await.unwrap();
+        assert_eq!(starts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
 }
