@@ -112,9 +112,12 @@ pub(super) fn destination(
     }
     .trim_end_matches('/')
     .to_string();
-    if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
-        return Err(("api_base", format!("{api_base:?} is not an http(s) URL")));
-    }
+    let field = if kind == DestinationKind::Mastodon {
+        "instance"
+    } else {
+        "api_base"
+    };
+    check_endpoint(&api_base).map_err(|why| (field, format!("{api_base:?} {why}")))?;
     let auth = if d.dry_run {
         Auth::None
     } else if kind == DestinationKind::Mastodon {
@@ -207,4 +210,48 @@ pub(super) fn destination(
         },
         dry_run: d.dry_run,
     })
+}
+
+/// An API endpoint must be `https://`, except on the loopback interface (a local proxy or a test
+/// double): tokens and refresh tokens travel in its requests.
+fn check_endpoint(base: &str) -> Result<(), &'static str> {
+    let url = url::Url::parse(base).map_err(|_| "is not a URL")?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                None => false,
+            };
+            if loopback {
+                Ok(())
+            } else {
+                Err(
+                    "is plain http to a remote host: use https:// (credentials travel in its requests)",
+                )
+            }
+        }
+        _ => Err("is not an http(s) URL"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_endpoint;
+
+    #[test]
+    fn remote_endpoints_need_https_and_loopback_may_use_http() {
+        assert!(check_endpoint("https://api.x.com").is_ok());
+        assert!(check_endpoint("http://127.0.0.1:8080").is_ok());
+        assert!(check_endpoint("http://127.9.9.9").is_ok());
+        assert!(check_endpoint("http://[::1]:9").is_ok());
+        assert!(check_endpoint("http://localhost:3000").is_ok());
+        assert!(check_endpoint("http://api.x.com").is_err());
+        assert!(check_endpoint("http://10.0.0.1").is_err());
+        assert!(check_endpoint("http://127.0.0.1.evil.example").is_err());
+        assert!(check_endpoint("ftp://api.x.com").is_err());
+        assert!(check_endpoint("api.x.com").is_err());
+    }
 }

@@ -333,7 +333,7 @@ template = "{{ event.project }}: {{ event.title }}"
 
     #[test]
     fn a_good_config_validates_into_typed_values() {
-        let c = load_text(GOOD, &env(&[("GH_SECRET", "s3cret")])).unwrap();
+        let c = load_text(GOOD, &env(&[("GH_SECRET", "s3cret-long-enough")])).unwrap();
         assert_eq!(c.server.listen.port(), 9000);
         assert_eq!(c.server.max_body_bytes, 1024 * 1024);
         assert_eq!(c.sources["acme-github"].provider, Provider::Github);
@@ -341,13 +341,13 @@ template = "{{ event.project }}: {{ event.title }}"
         assert_eq!(c.pipeline.routes.len(), 1);
         assert_eq!(c.pipeline.routes[0].events.len(), 2);
         // The secret never shows in Debug output.
-        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!(!format!("{c:?}").contains("s3cret-long-enough"));
     }
 
     #[test]
     fn environment_overrides_use_double_underscores() {
         let e = env(&[
-            ("GH_SECRET", "s"),
+            ("GH_SECRET", "a-long-enough-secret"),
             ("CHIRPD_SERVER__LISTEN", "0.0.0.0:8788"),
             ("CHIRPD_CONFIG", "/ignored/because/not/a/key"),
             ("CHIRPD_SERVER__MAX_BODY_BYTES", "2048"),
@@ -394,7 +394,7 @@ template = "{{ event.project }}: {{ event.title }}"
     fn unknown_keys_and_bad_values_are_refused() {
         let errs = load_text(
             &GOOD.replace("listen =", "listn ="),
-            &env(&[("GH_SECRET", "s")]),
+            &env(&[("GH_SECRET", "a-long-enough-secret")]),
         )
         .unwrap_err();
         assert!(
@@ -404,13 +404,13 @@ template = "{{ event.project }}: {{ event.title }}"
         );
         let errs = load_text(
             &GOOD.replace("17/24h", "17/24"),
-            &env(&[("GH_SECRET", "s")]),
+            &env(&[("GH_SECRET", "a-long-enough-secret")]),
         )
         .unwrap_err();
         assert!(errs.to_string().contains("chirpd.toml:12"), "{errs}");
         let errs = load_text(
             &GOOD.replace("to = [\"team\"]", "to = [\"nobody\"]"),
-            &env(&[("GH_SECRET", "s")]),
+            &env(&[("GH_SECRET", "a-long-enough-secret")]),
         )
         .unwrap_err();
         assert!(
@@ -434,12 +434,57 @@ template = "{{ event.project }}: {{ event.title }}"
     #[test]
     fn a_bad_environment_override_is_blamed_on_the_environment() {
         let e = env(&[
-            ("GH_SECRET", "s"),
+            ("GH_SECRET", "a-long-enough-secret"),
             ("CHIRPD_SERVER__MAX_BODY_BYTES", "lots"),
         ]);
         let errs = load_text(GOOD, &e).unwrap_err().to_string();
         assert!(
             errs.starts_with("environment (CHIRPD_SERVER__MAX_BODY_BYTES): "),
+            "{errs}"
+        );
+    }
+
+    #[test]
+    fn short_and_placeholder_secrets_and_escaping_credential_names_are_refused() {
+        let with = |value: &str| {
+            load_text(GOOD, &env(&[("GH_SECRET", value)]))
+                .unwrap_err()
+                .to_string()
+        };
+        let short = with("short-secret");
+        assert!(
+            short.contains("chirpd.toml:7: env:GH_SECRET is 12 bytes"),
+            "{short}"
+        );
+        assert!(
+            !short.contains("short-secret"),
+            "the value never shows: {short}"
+        );
+        let placeholder = with(secret::PLACEHOLDER);
+        assert!(placeholder.contains("placeholder"), "{placeholder}");
+        let cred = load_text(
+            &GOOD.replace("env:GH_SECRET", "cred:../../etc/shadow"),
+            &env(&[("CREDENTIALS_DIRECTORY", "/run/credentials/chirpd.service")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            cred.contains("a credential name is a plain file name"),
+            "{cred}"
+        );
+    }
+
+    #[test]
+    fn plain_http_to_a_remote_api_is_refused() {
+        let text = GOOD.replace(
+            "dry_run = true",
+            "dry_run = true\napi_base = \"http://api.x.com\"",
+        );
+        let errs = load_text(&text, &env(&[("GH_SECRET", "a-long-enough-secret")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errs.contains("chirpd.toml:12: \"http://api.x.com\" is plain http"),
             "{errs}"
         );
     }

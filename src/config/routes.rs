@@ -77,6 +77,10 @@ pub(super) fn route(
                 });
             }
         }
+        (None, Some(file)) if !stays_inside(file) => err(
+            "template_file",
+            format!("{file:?} climbs out of its directory: give a path without .."),
+        ),
         (None, Some(file)) => {
             let p = base.join(file);
             match std::fs::read_to_string(&p) {
@@ -125,4 +129,30 @@ pub(super) fn route(
         to: r.to.clone(),
         template: template_name,
     })
+}
+
+/// Whether a template path names its file without climbing: no `..` anywhere. A relative path then stays
+/// inside the config's directory, and an absolute one (packaged templates, say) says plainly where it
+/// reads. A route's template is read with the service's rights, and its errors quote its lines.
+fn stays_inside(file: &str) -> bool {
+    !Path::new(file)
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stays_inside;
+
+    #[test]
+    fn template_paths_cannot_leave_the_config_directory() {
+        assert!(stays_inside("templates/task.j2"));
+        assert!(stays_inside("./task.j2"));
+        assert!(!stays_inside("../secrets/x"));
+        assert!(!stays_inside("templates/../../etc/shadow"));
+        assert!(stays_inside(
+            "/usr/share/doc/chirpd/examples/templates/task.j2"
+        ));
+        assert!(!stays_inside("/etc/chirpd/../shadow"));
+    }
 }

@@ -42,6 +42,34 @@ pub enum SecretError {
     NoCredentialsDirectory(String),
     #[error("secret reference {0} resolves to an empty value")]
     Empty(String),
+    #[error("cred:{0}: a credential name is a plain file name (letters, digits, '.', '-', '_')")]
+    BadCredentialName(String),
+}
+
+/// The placeholder the example config and README use; a source keeping it would accept anyone who read
+/// the README.
+pub const PLACEHOLDER: &str = "replace-me-with-a-long-random-string";
+
+/// The shortest shared secret a source accepts: 16 bytes is 128 bits of key when random, and anything
+/// shorter is guessable by a patient sender.
+pub const MIN_SOURCE_SECRET: usize = 16;
+
+/// Why a source's shared secret is refused, naming no value.
+pub fn weak_source_secret(secret: &Secret) -> Option<String> {
+    let value = secret.expose();
+    if value.starts_with("replace-me") {
+        return Some(
+            "is the example's placeholder: generate a secret, e.g. `openssl rand -hex 32`"
+                .to_string(),
+        );
+    }
+    if value.len() < MIN_SOURCE_SECRET {
+        return Some(format!(
+            "is {} bytes; a shared secret needs at least {MIN_SOURCE_SECRET} (e.g. `openssl rand -hex 32`)",
+            value.len()
+        ));
+    }
+    None
 }
 
 /// Resolves a secret reference. `lookup_env` is passed in so that tests need not touch the process
@@ -55,6 +83,17 @@ pub fn resolve(
     } else if let Some(path) = reference.strip_prefix("file:") {
         read_trimmed(Path::new(path))?
     } else if let Some(name) = reference.strip_prefix("cred:") {
+        // systemd credential names are file names in $CREDENTIALS_DIRECTORY; a path could read any file
+        // the service can.
+        let plain = !name.is_empty()
+            && name != "."
+            && name != ".."
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if !plain {
+            return Err(SecretError::BadCredentialName(name.to_string()));
+        }
         let dir = lookup_env("CREDENTIALS_DIRECTORY")
             .ok_or_else(|| SecretError::NoCredentialsDirectory(name.to_string()))?;
         read_trimmed(&Path::new(&dir).join(name))?

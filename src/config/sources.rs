@@ -35,7 +35,11 @@ pub(super) fn source(
             .secret
             .as_deref()
             .ok_or(("secret", "this provider needs a secret".to_string()))?;
-        secret::resolve(reference, lookup).map_err(|e| ("secret", e.to_string()))
+        let value = secret::resolve(reference, lookup).map_err(|e| ("secret", e.to_string()))?;
+        match secret::weak_source_secret(&value) {
+            Some(why) => Err(("secret", format!("{} {why}", secret::describe(reference)))),
+            None => Ok(value),
+        }
     };
     let tolerance = |default_secs: u64| -> Result<i64, FieldError> {
         match &s.tolerance {

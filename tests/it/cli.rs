@@ -4,9 +4,14 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// The secret the example config's source reads from the environment.
+const DEMO_SECRET: &str = "a-demo-secret-of-32-characters!!";
+
 fn chirpd() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_chirpd"));
-    c.env_remove("CHIRPD_CONFIG").env("RUST_LOG", "warn");
+    c.env_remove("CHIRPD_CONFIG")
+        .env("RUST_LOG", "warn")
+        .env("ACME_GITHUB_SECRET", DEMO_SECRET);
     c
 }
 
@@ -95,7 +100,7 @@ fn check_reports_every_error_with_file_and_line() {
 #[test]
 fn check_reports_template_errors_on_samples() {
     let dir = tempfile::tempdir().unwrap();
-    let path = one_route_config(&dir, "s", "*", "{{ event.titel }}");
+    let path = one_route_config(&dir, "a-long-enough-secret", "*", "{{ event.titel }}");
     let out = chirpd()
         .args(["check", "--config"])
         .arg(&path)
