@@ -94,6 +94,7 @@ mod tests {
                     event: None,
                     body: bytes::Bytes::from_static(b"{}"),
                     received_at: day * DAY,
+                    handshake: false,
                 })
                 .await
                 .unwrap();

@@ -68,6 +68,14 @@ pub enum Command {
         #[command(subcommand)]
         command: AuthCommand,
     },
+    /// Let the next handshake of a source (Asana's X-Hook-Secret) replace the secret it learned, within a
+    /// window; outside one, a source that has a secret refuses handshakes.
+    Handshake {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: HandshakeCommand,
+    },
     /// Inspect the outbox of a stopped or running daemon.
     Queue {
         #[arg(long)]
@@ -89,6 +97,18 @@ pub enum AuthCommand {
         /// The callback URL registered in the X app's settings.
         #[arg(long, default_value = "http://127.0.0.1:8788/callback")]
         redirect_uri: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HandshakeCommand {
+    /// Open a window for one new handshake of SOURCE: recreate the webhook on the product's side within it.
+    Open {
+        #[arg(long)]
+        source: String,
+        /// How long the window stays open (e.g. 10m, 1h).
+        #[arg(long = "for", default_value = "10m")]
+        duration: String,
     },
 }
 
@@ -127,6 +147,10 @@ pub fn main(cli: Cli) -> ExitCode {
             payload,
         } => check::preview(config.as_deref(), &source, event.as_deref(), json, &payload),
         Command::Queue { config, command } => queue::queue(config.as_deref(), command),
+        Command::Handshake {
+            config,
+            command: HandshakeCommand::Open { source, duration },
+        } => queue::open_handshake(config.as_deref(), &source, &duration),
         Command::Auth {
             config,
             command:

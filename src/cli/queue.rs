@@ -1,5 +1,6 @@
-//! `chirpd queue`: inspect and repair the outbox of a running or stopped daemon, through the same store
-//! API the daemon uses (so a running daemon sees each change at its next turn).
+//! `chirpd queue` and `chirpd handshake`: inspect and repair the outbox of a running or stopped daemon,
+//! and open handshake windows, through the same store API the daemon uses (so a running daemon sees each
+//! change at its next turn or request).
 
 use std::io::Write;
 use std::path::Path;
@@ -109,5 +110,35 @@ fn item_json(item: &crate::outbox::Item) -> serde_json::Value {
         "sent_at": item.sent_at,
         "remote_id": item.remote_id,
         "last_error": item.last_error,
+    })
+}
+
+/// `chirpd handshake open`: the next handshake of `source` within `duration` may replace its secret.
+pub(super) fn open_handshake(
+    flag: Option<&Path>,
+    source: &str,
+    duration: &str,
+) -> anyhow::Result<()> {
+    let config = load(flag)?;
+    if !config.sources.contains_key(source) {
+        bail!("no source {source:?} in the config");
+    }
+    let window = crate::ratelimit::parse_duration(duration).map_err(anyhow::Error::msg)?;
+    if !config.store_path.exists() {
+        bail!("no store at {}", config.store_path.display());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = outbox::open(&config.store_path, None)?;
+        let until = crate::clock::now_ms()
+            .saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+        store.open_handshake(source, until).await?;
+        println!(
+            "The next handshake of {source} within {duration} may replace its secret; recreate the webhook now."
+        );
+        Ok(())
     })
 }

@@ -120,8 +120,10 @@ async fn handle(
 
     let now = clock::now_ms();
     let query = uri.query();
+    // A request that carries a signature is an event, never a handshake, whatever else it carries.
     if let Verifier::Asana(asana) = &source.verifier
         && let Some(secret) = headers.get(asana::HANDSHAKE_HEADER)
+        && !headers.contains_key(asana::SIGNATURE_HEADER)
     {
         return asana_handshake(state, &source_id, asana, query, secret.clone(), now).await;
     }
@@ -157,18 +159,6 @@ async fn handle(
         Err(e) => return reject(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")),
     };
     let meta = normalize::meta(&source.provider, &headers);
-    match normalize::handshake(&source.provider, &meta, &payload) {
-        Some(Handshake::Ping) => {
-            tracing::info!(source = %source_id, "Ping answered.");
-            return (StatusCode::OK, Json(json!({"ping": "pong"}))).into_response();
-        }
-        Some(Handshake::SlackChallenge(challenge)) => {
-            tracing::info!(source = %source_id, "Slack URL verification answered.");
-            return (StatusCode::OK, Json(json!({"challenge": challenge}))).into_response();
-        }
-        None => {}
-    }
-
     let sha = hex::encode(Sha256::digest(&body));
     let delivery = NewDelivery {
         source: source_id.clone(),
@@ -180,7 +170,29 @@ async fn handle(
         event: meta.event.clone(),
         body,
         received_at: now,
+        handshake: false,
     };
+    if let Some(handshake) = normalize::handshake(&source.provider, &meta, &payload) {
+        // Kept, never planned: replayed under another event name, the same signed body is a duplicate.
+        let kept = NewDelivery {
+            handshake: true,
+            ..delivery
+        };
+        if let Err(e) = state.store.record_delivery(kept).await {
+            return store_failed(&source_id, &e);
+        }
+        return match handshake {
+            Handshake::Ping => {
+                tracing::info!(source = %source_id, "Ping answered.");
+                (StatusCode::OK, Json(json!({"ping": "pong"}))).into_response()
+            }
+            Handshake::SlackChallenge(challenge) => {
+                tracing::info!(source = %source_id, "Slack URL verification answered.");
+                (StatusCode::OK, Json(json!({"challenge": challenge}))).into_response()
+            }
+        };
+    }
+
     match state.store.record_delivery(delivery).await {
         Ok(r) if r.duplicate => {
             tracing::info!(source = %source_id, id = %r.id, "Duplicate delivery acknowledged; nothing new to post.");
@@ -203,7 +215,8 @@ async fn handle(
     }
 }
 
-/// Asana's handshake: with the right `?token=`, keep the offered secret and echo it back.
+/// Asana's handshake: with the right `?token=`, when the source may take a secret now, keep the offered
+/// one and echo it back. Every decision is logged at WARN: it changes who can post through this source.
 async fn asana_handshake(
     state: &AppState,
     source_id: &str,
@@ -212,24 +225,31 @@ async fn asana_handshake(
     offered: HeaderValue,
     now: i64,
 ) -> Response {
-    if let Err(e) = asana.verify_handshake(query) {
+    let known = async {
+        let has_secret = state.store.learned_secret(source_id).await?.is_some();
+        let window_open = state.store.handshake_open(source_id, now).await?;
+        Ok::<_, StoreError>(asana::HandshakeState {
+            has_secret,
+            window_open,
+        })
+    };
+    let handshake_state = match known.await {
+        Ok(s) => s,
+        Err(e) => return store_failed(source_id, &e),
+    };
+    if let Err(e) = asana.verify_handshake(query, offered.as_bytes(), handshake_state) {
         tracing::warn!(source = %source_id, reason = %e, "Asana handshake refused.");
         return reject(StatusCode::UNAUTHORIZED, e.to_string());
     }
-    let Ok(text) = offered.to_str() else {
-        return reject(
-            StatusCode::BAD_REQUEST,
-            "X-Hook-Secret is not visible ASCII".into(),
-        );
-    };
+    let secret = String::from_utf8_lossy(offered.as_bytes()).into_owned();
     if let Err(e) = state
         .store
-        .set_learned_secret(source_id, Secret::new(text.to_string()), now)
+        .set_learned_secret(source_id, Secret::new(secret), now)
         .await
     {
         return store_failed(source_id, &e);
     }
-    tracing::info!(source = %source_id, "Asana handshake answered; its secret is stored.");
+    tracing::warn!(source = %source_id, replaced = handshake_state.has_secret, "Asana handshake accepted; its secret now signs this source's events.");
     let mut response = StatusCode::OK.into_response();
     response
         .headers_mut()

@@ -88,6 +88,9 @@ pub struct NewDelivery {
     pub event: Option<String>,
     pub body: bytes::Bytes,
     pub received_at: UnixMillis,
+    /// A handshake or ping the ingress answered: kept only so that its body, replayed under another event
+    /// name, is recognized as a duplicate; never planned.
+    pub handshake: bool,
 }
 
 /// The result of recording a delivery.
@@ -378,7 +381,8 @@ pub trait Store: Send + Sync + 'static {
     /// Outbox items per state.
     async fn counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
 
-    /// Keeps a secret a source learned at a handshake (Asana's `X-Hook-Secret`), replacing any earlier one.
+    /// Keeps a secret a source learned at a handshake (Asana's `X-Hook-Secret`), replacing any earlier one,
+    /// and closes the source's handshake window.
     async fn set_learned_secret(
         &self,
         source: &str,
@@ -387,6 +391,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     async fn learned_secret(&self, source: &str) -> Result<Option<Secret>, StoreError>;
+
+    /// Lets the next handshake of `source` replace its learned secret until `until` (`chirpd handshake
+    /// open`); the window closes when a handshake is accepted.
+    async fn open_handshake(&self, source: &str, until: UnixMillis) -> Result<(), StoreError>;
+
+    /// Whether a handshake window of `source` is open at `now`.
+    async fn handshake_open(&self, source: &str, now: UnixMillis) -> Result<bool, StoreError>;
 
     async fn delivery_count(&self) -> Result<i64, StoreError>;
 

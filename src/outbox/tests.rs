@@ -36,6 +36,7 @@ fn delivery(key: &str, body: &'static [u8]) -> NewDelivery {
         event: Some("issues".into()),
         body: bytes::Bytes::from_static(body),
         received_at: 1,
+        handshake: false,
     }
 }
 

@@ -2,8 +2,11 @@
 //!
 //! When a webhook is created, Asana POSTs an `X-Hook-Secret` that the receiver must echo and keep; later
 //! events carry `X-Hook-Signature`, the hex HMAC-SHA256 of the body keyed with that secret. The handshake
-//! itself is unsigned, so chirpd only accepts one that also carries the source's `?token=` in its URL;
-//! otherwise anyone could replace the secret. The stored secret is read by the ingress and passed in.
+//! itself is unsigned, so chirpd accepts one only when it carries the source's `?token=` in its URL, the
+//! source has no secret yet or the admin opened a handshake window (`chirpd handshake open`), and the
+//! offered secret is at least `MIN_HOOK_SECRET` bytes; a request that carries a signature is an event,
+//! never a handshake. Otherwise anyone who learned the URL could replace the secret, and Asana's real
+//! events would then fail until Asana disabled the hook. The stored secret is read by the ingress.
 
 use http::HeaderMap;
 
@@ -12,6 +15,34 @@ use crate::verify::mac::{self, Algorithm};
 use crate::verify::{VerifyError, header, token};
 
 pub const HANDSHAKE_HEADER: &str = "x-hook-secret";
+/// The header of a signed event.
+pub const SIGNATURE_HEADER: &str = "x-hook-signature";
+/// Asana's secrets are 32 random bytes, sent as 64 hex digits; anything under 32 bytes is not Asana's.
+pub const MIN_HOOK_SECRET: usize = 32;
+
+/// What the ingress knows about a source when a handshake arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandshakeState {
+    /// A secret was learned at an earlier handshake.
+    pub has_secret: bool,
+    /// The admin opened a window for a new handshake, and it has not ended.
+    pub window_open: bool,
+}
+
+/// Why a handshake is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeRefused {
+    #[error("{0}")]
+    Token(VerifyError),
+    #[error(
+        "the source already has a secret; run chirpd handshake open --source ID to let a new webhook replace it"
+    )]
+    AlreadyHasSecret,
+    #[error("X-Hook-Secret is {0} bytes; Asana sends at least {MIN_HOOK_SECRET}")]
+    TooShort(usize),
+    #[error("X-Hook-Secret is not visible ASCII")]
+    NotText,
+}
 
 #[derive(Debug, Clone)]
 pub struct Asana {
@@ -20,9 +51,24 @@ pub struct Asana {
 }
 
 impl Asana {
-    /// Checks a handshake: the URL token must match.
-    pub fn verify_handshake(&self, query: Option<&str>) -> Result<(), VerifyError> {
-        token::verify_query(&self.url_token, query)
+    /// Judges a handshake offering `offered` as the source's new secret.
+    pub fn verify_handshake(
+        &self,
+        query: Option<&str>,
+        offered: &[u8],
+        state: HandshakeState,
+    ) -> Result<(), HandshakeRefused> {
+        token::verify_query(&self.url_token, query).map_err(HandshakeRefused::Token)?;
+        if state.has_secret && !state.window_open {
+            return Err(HandshakeRefused::AlreadyHasSecret);
+        }
+        if !offered.iter().all(|b| b.is_ascii_graphic()) {
+            return Err(HandshakeRefused::NotText);
+        }
+        if offered.len() < MIN_HOOK_SECRET {
+            return Err(HandshakeRefused::TooShort(offered.len()));
+        }
+        Ok(())
     }
 
     /// Checks an event: the URL token, then the signature under the secret from the handshake.
@@ -91,7 +137,48 @@ mod tests {
             a.verify(&h, Some("token=url-tok"), b"Hello", Some(&hook)),
             Err(VerifyError::Mismatch)
         );
-        assert_eq!(a.verify_handshake(Some("token=url-tok")), Ok(()));
-        assert!(a.verify_handshake(None).is_err());
+    }
+
+    #[test]
+    fn a_handshake_takes_a_source_only_when_it_has_no_secret_or_the_admin_opened_a_window() {
+        let a = Asana {
+            url_token: Secret::new("url-tok".into()),
+        };
+        let good = [b'a'; 64];
+        let fresh = HandshakeState {
+            has_secret: false,
+            window_open: false,
+        };
+        let taken = HandshakeState {
+            has_secret: true,
+            window_open: false,
+        };
+        let reopened = HandshakeState {
+            has_secret: true,
+            window_open: true,
+        };
+        let q = Some("token=url-tok");
+        assert_eq!(a.verify_handshake(q, &good, fresh), Ok(()));
+        assert_eq!(a.verify_handshake(q, &good, reopened), Ok(()));
+        assert_eq!(
+            a.verify_handshake(q, &good, taken),
+            Err(HandshakeRefused::AlreadyHasSecret)
+        );
+        assert!(matches!(
+            a.verify_handshake(None, &good, fresh),
+            Err(HandshakeRefused::Token(_))
+        ));
+        assert_eq!(
+            a.verify_handshake(q, b"", fresh),
+            Err(HandshakeRefused::TooShort(0))
+        );
+        assert_eq!(
+            a.verify_handshake(q, &[b'a'; 31], fresh),
+            Err(HandshakeRefused::TooShort(31))
+        );
+        assert_eq!(
+            a.verify_handshake(q, "é".repeat(32).as_bytes(), fresh),
+            Err(HandshakeRefused::NotText)
+        );
     }
 }

@@ -109,12 +109,16 @@ async fn a_valid_signature_over_non_json_is_400() {
 }
 
 #[tokio::test]
-async fn github_ping_is_answered_and_not_stored() {
+async fn github_ping_is_answered_and_kept_only_for_deduplication() {
     let app = TestApp::start().await;
     let res = app.github("ping", "p", &fixture("ping.json")).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["ping"], "pong");
-    assert_eq!(app.sql_count("SELECT count(*) FROM deliveries"), 0);
+    assert_eq!(
+        app.sql_count("SELECT count(*) FROM deliveries WHERE state <> 'handshake'"),
+        0
+    );
+    assert_eq!(app.sql_count("SELECT count(*) FROM outbox"), 0);
     app.stop().await;
 }
 

@@ -578,6 +578,108 @@ async fn slack_url_verification_is_answered_with_the_challenge() {
         v["challenge"],
         "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
     );
-    assert_eq!(sql_count(&app.store, "SELECT count(*) FROM deliveries"), 0);
+    assert_eq!(
+        sql_count(
+            &app.store,
+            "SELECT count(*) FROM deliveries WHERE state <> 'handshake'"
+        ),
+        0
+    );
+    app.stop().await;
+}
+
+/// Sends an Asana handshake offering `secret`, with the URL token, and optionally a signature header.
+async fn asana_handshake(app: &App, secret: &str, signature: Option<&str>) -> u16 {
+    let mut req = app
+        .http
+        .post(format!("{}/hooks/asana?token={ASANA_URL}", app.base))
+        .header("x-hook-secret", secret);
+    if let Some(sig) = signature {
+        req = req.header("x-hook-signature", sig);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+fn learned_secret(app: &App) -> String {
+    rusqlite::Connection::open(&app.store)
+        .unwrap()
+        .query_row(
+            "SELECT secret FROM learned_secrets WHERE source = 'asana'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_handshake_cannot_take_a_source_that_has_a_secret_unless_the_admin_opens_a_window() {
+    let app = start().await;
+    // Too short to be Asana's: refused even for a fresh source.
+    assert_eq!(asana_handshake(&app, "short", None).await, 401);
+    assert_eq!(asana_handshake(&app, ASANA_HOOK, None).await, 200);
+    // A second handshake with the right URL token, as an attacker who saw the URL would send it.
+    let attacker = "attacker-secret-of-at-least-32-bytes!";
+    assert_eq!(asana_handshake(&app, attacker, None).await, 401);
+    assert_eq!(asana_handshake(&app, "", None).await, 401);
+    // A request with a signature is an event, never a handshake: its X-Hook-Secret is ignored.
+    let forged = hmac_hex(attacker, &[b""]);
+    assert_eq!(asana_handshake(&app, attacker, Some(&forged)).await, 401);
+    assert_eq!(learned_secret(&app), ASANA_HOOK);
+    // Asana's real events still verify.
+    let body = sample("asana", "events-task-changed-completed.json");
+    let h = [("x-hook-signature", hmac_hex(ASANA_HOOK, &[&body]))];
+    assert_eq!(
+        app.post(&format!("/hooks/asana?token={ASANA_URL}"), &h, &body)
+            .await,
+        202
+    );
+
+    // The admin opens a window: the next handshake replaces the secret, once.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chirpd"))
+        .args(["handshake", "--config"])
+        .arg(app._dir.path().join("chirpd.toml"))
+        .args(["open", "--source", "asana", "--for", "5m"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let renewed = "asana-hook-secret-after-recreation";
+    assert_eq!(asana_handshake(&app, renewed, None).await, 200);
+    assert_eq!(learned_secret(&app), renewed);
+    assert_eq!(asana_handshake(&app, attacker, None).await, 401);
+    assert_eq!(learned_secret(&app), renewed);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_signed_ping_replayed_under_another_event_name_posts_nothing() {
+    let app = start().await;
+    let body =
+        br#"{"zen":"Design for failure.","hook_id":1,"repository":{"full_name":"acme/widgets"}}"#;
+    let sig = format!("sha256={}", hmac_hex(GITHUB, &[body]));
+    let ping = [
+        ("x-github-event", "ping".to_string()),
+        ("x-github-delivery", "p-1".to_string()),
+        ("x-hub-signature-256", sig.clone()),
+    ];
+    assert_eq!(app.post("/hooks/gh", &ping, body).await, 200);
+    let replay = [
+        ("x-github-event", "issues".to_string()),
+        ("x-github-delivery", "p-2".to_string()),
+        ("x-hub-signature-256", sig),
+    ];
+    assert_eq!(app.post("/hooks/gh", &replay, body).await, 200);
+    assert_eq!(
+        sql_count(
+            &app.store,
+            "SELECT count(*) FROM deliveries WHERE state = 'received'"
+        ),
+        0
+    );
+    assert_eq!(sql_count(&app.store, "SELECT count(*) FROM outbox"), 0);
     app.stop().await;
 }

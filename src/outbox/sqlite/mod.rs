@@ -345,6 +345,20 @@ impl Store for SqliteStore {
         Ok(found.map(Secret::new))
     }
 
+    async fn open_handshake(&self, source: &str, until: UnixMillis) -> Result<(), StoreError> {
+        self.write((source.to_owned(), until), |c, (s, until)| {
+            sql::open_handshake(c, s, *until)
+        })
+        .await
+    }
+
+    async fn handshake_open(&self, source: &str, now: UnixMillis) -> Result<bool, StoreError> {
+        self.read((source.to_owned(), now), |c, (s, now)| {
+            sql::handshake_open(c, s, *now)
+        })
+        .await
+    }
+
     async fn delivery_count(&self) -> Result<i64, StoreError> {
         self.read((), |c, ()| sql::delivery_count(c)).await
     }

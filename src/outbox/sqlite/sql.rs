@@ -21,8 +21,17 @@ pub fn record_delivery(
     let inserted = conn
         .execute(
             "INSERT INTO deliveries (id, source, dedupe_key, body_sha256, event, body, received_at, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'received') ON CONFLICT DO NOTHING",
-            params![id, d.source, d.dedupe_key, d.body_sha256, d.event, d.body.as_ref(), d.received_at],
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+            params![
+                id,
+                d.source,
+                d.dedupe_key,
+                d.body_sha256,
+                d.event,
+                d.body.as_ref(),
+                d.received_at,
+                if d.handshake { "handshake" } else { "received" }
+            ],
         )
         .map_err(unavailable)?;
     if inserted == 1 {
@@ -366,7 +375,37 @@ pub fn set_learned_secret(
         params![source, secret, now],
     )
     .map_err(unavailable)?;
+    conn.execute("DELETE FROM handshake_windows WHERE source = ?1", [source])
+        .map_err(unavailable)?;
     Ok(())
+}
+
+pub fn open_handshake(
+    conn: &Connection,
+    source: &str,
+    until: UnixMillis,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO handshake_windows (source, until) VALUES (?1, ?2)
+         ON CONFLICT (source) DO UPDATE SET until = excluded.until",
+        params![source, until],
+    )
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+pub fn handshake_open(
+    conn: &Connection,
+    source: &str,
+    now: UnixMillis,
+) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT count(*) FROM handshake_windows WHERE source = ?1 AND until > ?2",
+        params![source, now],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .map_err(unavailable)
 }
 
 pub fn learned_secret(conn: &Connection, source: &str) -> Result<Option<String>, StoreError> {

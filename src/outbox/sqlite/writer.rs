@@ -73,6 +73,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_budget_dm_oauth.sql"),
     include_str!("migrations/0004_settle.sql"),
     include_str!("migrations/0005_hold_causes.sql"),
+    include_str!("migrations/0006_handshake_windows.sql"),
 ];
 
 impl Writer {
