@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use crate::outbox::{self, Tokens};
+use crate::outbox::Tokens;
 use crate::sink::{Auth, oauth2};
 
 use super::load;
@@ -44,14 +44,19 @@ pub(super) fn auth_x(
         if tokens.refresh_token.is_none() {
             eprintln!("warning: X issued no refresh token (is offline.access among the app's scopes?); the token lasts two hours");
         }
-        let store = outbox::open(&config.store_path, None)?;
+        // The first setup step may come before the service ever ran, so this one command may create the
+        // store; it says where, so a wrong path shows at once.
+        let store = crate::outbox::open(&config.store_path, None)?;
         let tokens = Tokens {
             access: tokens.access_token,
             refresh: tokens.refresh_token,
             expires_at: tokens.expires_at,
         };
         store.set_tokens(destination, tokens, now).await?;
-        println!("Tokens stored for {destination}; chirpd refreshes them by itself.");
+        println!(
+            "Tokens stored for {destination} in {}; chirpd refreshes them by itself.",
+            config.store_path.display()
+        );
         Ok(())
     })
 }

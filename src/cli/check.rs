@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::normalize::Provider;
 use crate::plan;
 
-use super::load;
+use super::{load, load_for_inspection};
 
 /// A payload bundled into the binary for `check`: the provider, the event name its headers would carry,
 /// the file name and the body.
@@ -201,7 +201,7 @@ pub(super) fn preview(
     as_json: bool,
     payload_path: &Path,
 ) -> anyhow::Result<()> {
-    let config = load(flag)?;
+    let config = load_for_inspection(flag)?;
     let source = config
         .sources
         .get(source_id)

@@ -63,7 +63,8 @@ pub enum Command {
     },
     /// Authorize chirpd to post for an X account with OAuth 2.0 (PKCE); the tokens go to the store.
     Auth {
-        #[arg(long)]
+        /// Config file; may also follow the subcommand (`chirpd auth x --config FILE …`).
+        #[arg(long, global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: AuthCommand,
@@ -71,14 +72,16 @@ pub enum Command {
     /// Let the next handshake of a source (Asana's X-Hook-Secret) replace the secret it learned, within a
     /// window; outside one, a source that has a secret refuses handshakes.
     Handshake {
-        #[arg(long)]
+        /// Config file; may also follow the subcommand (`chirpd handshake open --config FILE …`).
+        #[arg(long, global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: HandshakeCommand,
     },
     /// Inspect the outbox of a stopped or running daemon.
     Queue {
-        #[arg(long)]
+        /// Config file; may also follow the subcommand (`chirpd queue list --config FILE`).
+        #[arg(long, global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: QueueCommand,
@@ -181,6 +184,27 @@ pub fn config_path(flag: Option<&Path>) -> Option<PathBuf> {
         .iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
+}
+
+/// Loads the config without reading any secret, for commands that verify and sign nothing.
+pub(super) fn load_for_inspection(flag: Option<&Path>) -> anyhow::Result<Config> {
+    let path = config_path(flag);
+    config::load_for_inspection(path.as_deref(), &ProcessEnv)
+        .map_err(|errors| anyhow::anyhow!("invalid config:\n{errors}"))
+}
+
+/// Opens the store the config names, which must exist: a command run with the wrong config or from the
+/// wrong directory must not quietly create an empty store and work on that.
+pub(super) fn existing_store(config: &Config) -> anyhow::Result<crate::outbox::SharedStore> {
+    let path = &config.store_path;
+    if !path.exists() {
+        anyhow::bail!(
+            "no store at {}: is this the config the service runs with? (a relative store.path is resolved against $STATE_DIRECTORY, else /var/lib/chirpd for {}, else the working directory)",
+            path.display(),
+            config::PACKAGED_CONFIG
+        );
+    }
+    Ok(crate::outbox::open(path, None)?)
 }
 
 pub(super) fn load(flag: Option<&Path>) -> anyhow::Result<Config> {

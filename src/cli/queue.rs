@@ -8,21 +8,18 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use crate::outbox::{self, ItemState};
+use crate::outbox::ItemState;
 
-use super::{QueueCommand, load};
+use super::{QueueCommand, existing_store, load_for_inspection};
 
 pub(super) fn queue(flag: Option<&Path>, command: QueueCommand) -> anyhow::Result<()> {
-    let config = load(flag)?;
-    if !config.store_path.exists() {
-        bail!("no store at {}", config.store_path.display());
-    }
+    let config = load_for_inspection(flag)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let store = outbox::open(&config.store_path, None)?;
+        let store = existing_store(&config)?;
         let mut out = std::io::stdout().lock();
         match command {
             QueueCommand::List {
@@ -119,20 +116,17 @@ pub(super) fn open_handshake(
     source: &str,
     duration: &str,
 ) -> anyhow::Result<()> {
-    let config = load(flag)?;
+    let config = load_for_inspection(flag)?;
     if !config.sources.contains_key(source) {
         bail!("no source {source:?} in the config");
     }
     let window = crate::ratelimit::parse_duration(duration).map_err(anyhow::Error::msg)?;
-    if !config.store_path.exists() {
-        bail!("no store at {}", config.store_path.display());
-    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let store = outbox::open(&config.store_path, None)?;
+        let store = existing_store(&config)?;
         let until = crate::clock::now_ms()
             .saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
         store.open_handshake(source, until).await?;

@@ -18,7 +18,7 @@ pub const DEFAULT_DIGEST: &str = "{{ project or 'Updates' }}: {{ count }} update
 pub(super) fn destination(
     id: &str,
     d: &RawDestination,
-    lookup: &dyn Fn(&str) -> Option<String>,
+    secrets: &secret::Resolver<'_>,
 ) -> Result<Destination, FieldError> {
     let kind = match d.kind.as_str() {
         "x" => DestinationKind::XTweet,
@@ -100,7 +100,7 @@ pub(super) fn destination(
         |field: &'static str, value: &Option<String>| -> Result<Option<Secret>, FieldError> {
             value
                 .as_ref()
-                .map(|r| secret::resolve(r, lookup).map_err(|e| (field, e.to_string())))
+                .map(|r| secrets.resolve(r).map_err(|e| (field, e.to_string())))
                 .transpose()
         };
     let api_base = match kind {

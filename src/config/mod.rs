@@ -37,7 +37,7 @@ pub struct Config {
     /// The file it came from, if any (none: embedded defaults only).
     pub path: Option<PathBuf>,
     pub server: Server,
-    /// The SQLite file. Relative paths are resolved against `$STATE_DIRECTORY` when systemd sets it.
+    /// The SQLite file; a relative path is resolved by `store_path`.
     pub store_path: PathBuf,
     /// A cap on the store's size in bytes, if the admin set one.
     pub store_max_bytes: Option<u64>,
@@ -112,6 +112,21 @@ impl Env for ProcessEnv {
 
 /// Loads and validates the config at `path` (or the embedded defaults when `path` is none).
 pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<Config, ConfigErrors> {
+    load_with(path, env, false)
+}
+
+/// Loads and validates the config without resolving a single secret: every secret stands in as a fixed
+/// value. For commands that inspect the store or render previews and never verify or sign anything, so
+/// that they run from an admin's shell, where the service's credentials are not readable.
+pub fn load_for_inspection(path: Option<&Path>, env: &dyn Env) -> Result<Config, ConfigErrors> {
+    load_with(path, env, true)
+}
+
+fn load_with(
+    path: Option<&Path>,
+    env: &dyn Env,
+    inspect_only: bool,
+) -> Result<Config, ConfigErrors> {
     let (text, file) = match path {
         Some(p) => match std::fs::read_to_string(p) {
             Ok(t) => (t, p.display().to_string()),
@@ -130,7 +145,39 @@ pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<Config, ConfigErrors> 
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    validate(raw, &loc, &base, path.map(Path::to_path_buf), env)
+    validate(
+        raw,
+        &loc,
+        &base,
+        path.map(Path::to_path_buf),
+        env,
+        inspect_only,
+    )
+}
+
+/// Where the service keeps its state when installed from the package (`StateDirectory=chirpd`).
+pub const PACKAGED_STATE_DIRECTORY: &str = "/var/lib/chirpd";
+/// The packaged config file, which the service is started with.
+pub const PACKAGED_CONFIG: &str = "/etc/chirpd/chirpd.toml";
+
+/// Resolves `store.path`: an absolute path as it is; a relative one against `$STATE_DIRECTORY` (set by
+/// systemd for the service), else against `/var/lib/chirpd` when the config is the packaged
+/// `/etc/chirpd/chirpd.toml` (so that `chirpd queue` run from an admin's shell opens the store the service
+/// uses), else against the working directory.
+fn store_path(configured: &str, config_file: Option<&Path>, env: &dyn Env) -> PathBuf {
+    let p = PathBuf::from(configured);
+    if p.is_absolute() {
+        return p;
+    }
+    if let Some(dir) = env.var("STATE_DIRECTORY") {
+        // systemd may list several directories, separated by colons; ours is the first.
+        let first = dir.split(':').next().unwrap_or(&dir).to_string();
+        return PathBuf::from(first).join(p);
+    }
+    if config_file == Some(Path::new(PACKAGED_CONFIG)) {
+        return PathBuf::from(PACKAGED_STATE_DIRECTORY).join(p);
+    }
+    p
 }
 
 fn validate(
@@ -139,6 +186,7 @@ fn validate(
     base: &Path,
     path: Option<PathBuf>,
     env: &dyn Env,
+    inspect_only: bool,
 ) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut err = |key: &str, message: String| {
@@ -194,18 +242,16 @@ fn validate(
             &mut err,
         ),
     };
-    let store_path = {
-        let p = PathBuf::from(&raw.store.path);
-        match env.var("STATE_DIRECTORY") {
-            Some(dir) if p.is_relative() => PathBuf::from(dir).join(p),
-            _ => p,
-        }
-    };
+    let store_path = store_path(&raw.store.path, path.as_deref(), env);
 
     let lookup = |name: &str| env.var(name);
+    let secrets = secret::Resolver {
+        env: &lookup,
+        inspect_only,
+    };
     let mut sources = BTreeMap::new();
     for (id, s) in &raw.sources {
-        match sources::source(id, s, &lookup) {
+        match sources::source(id, s, &secrets) {
             Ok(src) => {
                 sources.insert(id.clone(), src);
             }
@@ -214,7 +260,7 @@ fn validate(
     }
     let mut destinations = BTreeMap::new();
     for (id, d) in &raw.destinations {
-        match destinations::destination(id, d, &lookup) {
+        match destinations::destination(id, d, &secrets) {
             Ok(dest) => {
                 destinations.insert(id.clone(), dest);
             }
@@ -487,5 +533,43 @@ template = "{{ event.project }}: {{ event.title }}"
             errs.contains("chirpd.toml:12: \"http://api.x.com\" is plain http"),
             "{errs}"
         );
+    }
+
+    #[test]
+    fn the_store_is_found_where_the_service_keeps_it() {
+        let none = env(&[]);
+        let packaged = Path::new(PACKAGED_CONFIG);
+        assert_eq!(
+            store_path("chirpd.db", Some(packaged), &none),
+            PathBuf::from("/var/lib/chirpd/chirpd.db")
+        );
+        assert_eq!(
+            store_path(
+                "chirpd.db",
+                Some(packaged),
+                &env(&[("STATE_DIRECTORY", "/srv/a:/srv/b")])
+            ),
+            PathBuf::from("/srv/a/chirpd.db")
+        );
+        assert_eq!(
+            store_path("/data/c.db", Some(packaged), &none),
+            PathBuf::from("/data/c.db")
+        );
+        assert_eq!(
+            store_path("chirpd.db", Some(Path::new("./chirpd.toml")), &none),
+            PathBuf::from("chirpd.db")
+        );
+    }
+
+    #[test]
+    fn inspection_reads_no_secret() {
+        let text = GOOD.replace("env:GH_SECRET", "cred:github_secret");
+        // No $CREDENTIALS_DIRECTORY: the service's credentials are not there from a shell.
+        assert!(load_text(&text, &env(&[])).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chirpd.toml");
+        std::fs::write(&path, &text).unwrap();
+        let c = load_for_inspection(Some(&path), &env(&[])).unwrap();
+        assert_eq!(c.pipeline.routes.len(), 1);
     }
 }

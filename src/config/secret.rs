@@ -44,7 +44,15 @@ pub enum SecretError {
     Empty(String),
     #[error("cred:{0}: a credential name is a plain file name (letters, digits, '.', '-', '_')")]
     BadCredentialName(String),
+    #[error(
+        "cred:{0}: its file is missing (the unit's LoadCredential= found nothing; put the secret in /etc/chirpd/creds/{0})"
+    )]
+    MissingCredential(String),
 }
+
+/// The default value systemd/chirpd.service gives each credential (SetCredential=) for when its file is
+/// missing.
+pub const MISSING_CREDENTIAL: &str = "chirpd-credential-missing";
 
 /// The placeholder the example config and README use; a source keeping it would accept anyone who read
 /// the README.
@@ -72,6 +80,27 @@ pub fn weak_source_secret(secret: &Secret) -> Option<String> {
     None
 }
 
+/// How validation obtains secrets: resolved for real (the daemon, `check`, `auth`), or stood in for by
+/// a fixed value that reads nothing (`preview`, `queue`, `handshake`: commands an admin runs from a shell,
+/// where `$CREDENTIALS_DIRECTORY` and the service's environment do not exist, and which verify nothing).
+pub struct Resolver<'a> {
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub inspect_only: bool,
+}
+
+/// What an inspecting command holds in place of every secret: long enough for every check, and valid
+/// base64 for the Standard Webhooks key.
+const STAND_IN: &str = "aW5zcGVjdGlvbi1vbmx5LXN0YW5kLWluLXNlY3JldA==";
+
+impl Resolver<'_> {
+    pub fn resolve(&self, reference: &str) -> Result<Secret, SecretError> {
+        if self.inspect_only {
+            return Ok(Secret::new(STAND_IN.to_string()));
+        }
+        resolve(reference, self.env)
+    }
+}
+
 /// Resolves a secret reference. `lookup_env` is passed in so that tests need not touch the process
 /// environment.
 pub fn resolve(
@@ -96,7 +125,11 @@ pub fn resolve(
         }
         let dir = lookup_env("CREDENTIALS_DIRECTORY")
             .ok_or_else(|| SecretError::NoCredentialsDirectory(name.to_string()))?;
-        read_trimmed(&Path::new(&dir).join(name))?
+        let value = read_trimmed(&Path::new(&dir).join(name))?;
+        if value == MISSING_CREDENTIAL {
+            return Err(SecretError::MissingCredential(name.to_string()));
+        }
+        value
     } else {
         reference.to_string()
     };
@@ -166,5 +199,21 @@ mod tests {
         let err = resolve("cred:x", &no_env).unwrap_err().to_string();
         assert!(err.contains("CREDENTIALS_DIRECTORY"), "{err}");
         assert!(matches!(resolve("", &no_env), Err(SecretError::Empty(_))));
+    }
+
+    #[test]
+    fn the_units_missing_credential_default_names_the_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("github_secret"), MISSING_CREDENTIAL).unwrap();
+        let d = dir.path().display().to_string();
+        let lookup = |n: &str| (n == "CREDENTIALS_DIRECTORY").then(|| d.clone());
+        let e = resolve("cred:github_secret", &lookup)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/etc/chirpd/creds/github_secret"), "{e}");
+        let e = resolve("cred:../github_secret", &lookup)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("plain file name"), "{e}");
     }
 }

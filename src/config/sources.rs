@@ -18,7 +18,7 @@ use crate::verify::{Verifier, github::Github};
 pub(super) fn source(
     id: &str,
     s: &RawSource,
-    lookup: &dyn Fn(&str) -> Option<String>,
+    secrets: &secret::Resolver<'_>,
 ) -> Result<Source, FieldError> {
     if id.is_empty()
         || !id
@@ -35,7 +35,9 @@ pub(super) fn source(
             .secret
             .as_deref()
             .ok_or(("secret", "this provider needs a secret".to_string()))?;
-        let value = secret::resolve(reference, lookup).map_err(|e| ("secret", e.to_string()))?;
+        let value = secrets
+            .resolve(reference)
+            .map_err(|e| ("secret", e.to_string()))?;
         match secret::weak_source_secret(&value) {
             Some(why) => Err(("secret", format!("{} {why}", secret::describe(reference)))),
             None => Ok(value),
@@ -65,7 +67,8 @@ pub(super) fn source(
         "gitlab" => {
             let verifier = match (&s.signing_secret, &s.secret) {
                 (Some(signing), _) => {
-                    let key = secret::resolve(signing, lookup)
+                    let key = secrets
+                        .resolve(signing)
                         .map_err(|e| ("signing_secret", e.to_string()))?;
                     let standard = Standard::new(key.expose(), tolerance(300)? / 1000)
                         .map_err(|e| ("signing_secret", e.to_string()))?;

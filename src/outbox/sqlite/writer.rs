@@ -125,8 +125,56 @@ impl Writer {
     }
 }
 
+/// Makes the database private to its owner before SQLite opens it: it holds OAuth tokens, learned
+/// secrets and raw bodies. A new file is created 0600 (SQLite gives its `-wal` and `-shm` files the same
+/// mode); an existing file readable by others is narrowed to 0600, with a warning, or refused if that
+/// fails.
+fn make_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if !path.exists() {
+        return std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map(drop)
+            .or_else(|e| match e.kind() {
+                // Another process created it meanwhile; its mode is checked below on the next start.
+                std::io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(StoreError::Unavailable(format!(
+                    "cannot create {}: {e}",
+                    path.display()
+                ))),
+            });
+    }
+    let mut files = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(name.into());
+    }
+    for file in files.iter().filter(|f| f.exists()) {
+        let mode = std::fs::metadata(file)
+            .map_err(|e| StoreError::Unavailable(format!("cannot read {}: {e}", file.display())))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "{} is readable by others (mode {mode:o}) and cannot be made private: {e}; run chmod 600 on it",
+                    file.display()
+                ))
+            })?;
+            tracing::warn!(file = %file.display(), was = format!("{mode:o}"), "The store was readable by others; it is now 0600.");
+        }
+    }
+    Ok(())
+}
+
 /// Opens a connection with the settings durability depends on.
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    make_private(path)?;
     let conn = Connection::open(path).map_err(unavailable)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(unavailable)?;
@@ -229,5 +277,36 @@ pub fn unavailable(e: rusqlite::Error) -> StoreError {
             StoreError::Rejected(e.to_string())
         }
         _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_new_store_is_private_and_a_loose_one_is_made_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        let conn = open_connection(&path).unwrap();
+        conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        assert_eq!(mode(&path), 0o600);
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        assert_eq!(mode(Path::new(&wal)), 0o600, "SQLite's WAL copies the mode");
+        drop(conn);
+
+        let loose = dir.path().join("loose.db");
+        std::fs::write(&loose, b"").unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+        open_connection(&loose).unwrap();
+        assert_eq!(mode(&loose), 0o600);
     }
 }
