@@ -362,7 +362,7 @@ mod tests {
         assert_eq!(next.server.listen, current.server.listen);
         assert_eq!(next.server.max_connections, 10);
         assert_eq!(next.store_path, current.store_path);
-        assert_eq!(next.store_max_bytes, None);
+        assert_eq!(next.store_max_bytes, current.store_max_bytes);
         // Applied on reload: new connections get the new header timeout.
         assert_eq!(next.server.header_timeout, Duration::from_secs(2));
         let mut same = next.clone();

@@ -270,6 +270,11 @@ async fn plan_one(
         let error = format!("source {:?} is no longer configured", d.source);
         return Ok(Ok(unplannable(d.id, error, now)));
     };
+    if d.body.is_empty() {
+        let error =
+            "its body was pruned (retention.bodies); it cannot be planned again".to_string();
+        return Ok(Ok(unplannable(d.id, error, now)));
+    }
     let payload: Arc<serde_json::Value> = match serde_json::from_slice(&d.body) {
         Ok(p) => Arc::new(p),
         Err(e) => {

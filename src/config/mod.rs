@@ -42,6 +42,7 @@ pub struct Config {
     /// A cap on the store's size in bytes, if the admin set one.
     pub store_max_bytes: Option<u64>,
     pub dispatch: Dispatch,
+    pub retention: Retention,
     pub sources: BTreeMap<String, Source>,
     pub destinations: BTreeMap<String, Destination>,
     pub pipeline: Pipeline,
@@ -70,6 +71,17 @@ pub struct Dispatch {
     pub request_timeout: Duration,
     /// How often a `require_protected` destination's account is checked.
     pub protected_check_every: Duration,
+}
+
+/// How long the store keeps what it no longer needs to post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Raw bodies of planned deliveries.
+    pub bodies: Duration,
+    /// Sent, dead and folded outbox items.
+    pub items: Duration,
+    /// Delivery records, whose dedupe keys recognize a replay, once no item refers to them.
+    pub deliveries: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -243,6 +255,26 @@ fn validate(
         ),
     };
     let store_path = store_path(&raw.store.path, path.as_deref(), env);
+    let retention = Retention {
+        bodies: duration("retention.bodies", &raw.retention.bodies, &mut err),
+        items: duration("retention.items", &raw.retention.items, &mut err),
+        deliveries: duration("retention.deliveries", &raw.retention.deliveries, &mut err),
+    };
+    if retention.deliveries < retention.items {
+        err(
+            "retention.deliveries",
+            "must be at least retention.items: a delivery is kept while its items are".to_string(),
+        );
+    }
+    for (key, d) in [
+        ("retention.bodies", retention.bodies),
+        ("retention.items", retention.items),
+        ("retention.deliveries", retention.deliveries),
+    ] {
+        if d < Duration::from_secs(86_400) {
+            err(key, "must be at least 1d".to_string());
+        }
+    }
 
     let lookup = |name: &str| env.var(name);
     let secrets = secret::Resolver {
@@ -311,11 +343,10 @@ fn validate(
         path,
         server,
         store_path,
-        store_max_bytes: raw
-            .store
-            .max_size_mb
-            .map(|mb| mb.saturating_mul(1024 * 1024)),
+        store_max_bytes: (raw.store.max_size_mb > 0)
+            .then(|| raw.store.max_size_mb.saturating_mul(1024 * 1024)),
         dispatch,
+        retention,
         sources,
         destinations,
         pipeline,

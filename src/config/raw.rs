@@ -18,6 +18,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub dispatch: RawDispatch,
     #[serde(default)]
+    pub retention: RawRetention,
+    #[serde(default)]
     pub sources: BTreeMap<String, RawSource>,
     #[serde(default)]
     pub destinations: BTreeMap<String, RawDestination>,
@@ -51,15 +53,34 @@ impl Default for RawServer {
 #[serde(deny_unknown_fields, default)]
 pub struct RawStore {
     pub path: String,
-    /// A cap on the database's size in MiB; past it new webhooks are answered 503, as on a full disk.
-    pub max_size_mb: Option<u64>,
+    /// A cap on the database's size in MiB (0: none); past it new webhooks are answered 503, as on a full
+    /// disk.
+    pub max_size_mb: u64,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         RawStore {
             path: "chirpd.db".to_string(),
-            max_size_mb: None,
+            max_size_mb: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRetention {
+    pub bodies: String,
+    pub items: String,
+    pub deliveries: String,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        RawRetention {
+            bodies: "30d".to_string(),
+            items: "90d".to_string(),
+            deliveries: "180d".to_string(),
         }
     }
 }

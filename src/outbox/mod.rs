@@ -307,8 +307,17 @@ pub trait Store: Send + Sync + 'static {
         since: UnixMillis,
     ) -> Result<(u32, Option<UnixMillis>), StoreError>;
 
-    /// Forgets ledger rows older than `before`.
-    async fn prune_ledger(&self, before: UnixMillis) -> Result<usize, StoreError>;
+    /// Forgets at most `limit` records of one kind that are older than `before`; returns how many. Callers
+    /// repeat it until it returns less than `limit`, so that no single transaction holds the writer long.
+    async fn prune(
+        &self,
+        what: Prunable,
+        before: UnixMillis,
+        limit: usize,
+    ) -> Result<usize, StoreError>;
+
+    /// How big the store is, and how much of that is free space it will reuse.
+    async fn size(&self) -> Result<StoreSize, StoreError>;
 
     /// Holds `destination` until `block.until` (the later of this and any existing hold wins, with its
     /// cause and reason).
@@ -405,6 +414,29 @@ pub trait Store: Send + Sync + 'static {
     /// durably write right now. The watchdog and `/readyz` ask this, not a query, because a writer that
     /// is dead or stuck still leaves queries answering.
     async fn probe_commit(&self) -> Result<(), StoreError>;
+}
+
+/// What retention may forget, oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prunable {
+    /// The raw bodies of deliveries that were planned (the row stays, for deduplication and its history).
+    Bodies,
+    /// Outbox items that are sent, dead or folded, by their last change.
+    Items,
+    /// Deliveries no outbox item refers to any more: their dedupe keys are forgotten with them.
+    Deliveries,
+    /// Send-ledger rows, which only the admin's windows count.
+    Ledger,
+    /// Spend rows, which only the current month's budget counts.
+    Spend,
+}
+
+/// The store's size on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSize {
+    pub bytes: u64,
+    /// Pages freed by pruning, which new writes reuse before the file grows.
+    pub free_bytes: u64,
 }
 
 /// The store as the daemon shares it between tasks.

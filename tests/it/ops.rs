@@ -148,6 +148,16 @@ async fn metrics_are_exposed_and_move() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Retention publishes the store's size after each pass, the first at start.
+    let start = Instant::now();
+    loop {
+        let now = scrape().await;
+        if now.contains("chirpd_store_bytes ") {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "no chirpd_store_bytes: {now}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     app.stop().await;
 }
 

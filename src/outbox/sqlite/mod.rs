@@ -13,8 +13,8 @@ use tokio::sync::oneshot;
 use crate::clock::UnixMillis;
 use crate::config::secret::Secret;
 use crate::outbox::{
-    Block, Finish, Item, ItemState, NewDelivery, NewDigest, NewItem, PlanRecord, Recorded, Store,
-    StoreError, StoredDelivery, Tokens, new_id,
+    Block, Finish, Item, ItemState, NewDelivery, NewDigest, NewItem, PlanRecord, Prunable,
+    Recorded, Store, StoreError, StoreSize, StoredDelivery, Tokens, new_id,
 };
 
 mod sql;
@@ -182,9 +182,20 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn prune_ledger(&self, before: UnixMillis) -> Result<usize, StoreError> {
-        self.write(before, |c, before| sql::prune_ledger(c, *before))
-            .await
+    async fn prune(
+        &self,
+        what: Prunable,
+        before: UnixMillis,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        self.write((what, before, limit), |c, (what, before, limit)| {
+            sql::prune(c, *what, *before, *limit)
+        })
+        .await
+    }
+
+    async fn size(&self) -> Result<StoreSize, StoreError> {
+        self.read((), |c, ()| sql::size(c)).await
     }
 
     async fn block(&self, destination: &str, block: Block) -> Result<(), StoreError> {

@@ -10,7 +10,7 @@ use super::writer::unavailable;
 use crate::clock::UnixMillis;
 use crate::outbox::{
     Block, Finish, HoldCause, Item, ItemState, NewDelivery, NewDigest, NewItem, PlanRecord,
-    Recorded, StoreError, StoredDelivery,
+    Prunable, Recorded, StoreError, StoreSize, StoredDelivery,
 };
 
 pub fn record_delivery(
@@ -20,21 +20,26 @@ pub fn record_delivery(
 ) -> Result<Recorded, StoreError> {
     let inserted = conn
         .execute(
-            "INSERT INTO deliveries (id, source, dedupe_key, body_sha256, event, body, received_at, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+            "INSERT INTO deliveries (id, source, dedupe_key, body_sha256, event, received_at, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
             params![
                 id,
                 d.source,
                 d.dedupe_key,
                 d.body_sha256,
                 d.event,
-                d.body.as_ref(),
                 d.received_at,
                 if d.handshake { "handshake" } else { "received" }
             ],
         )
         .map_err(unavailable)?;
     if inserted == 1 {
+        // Bodies live in a table of their own, so that pruning them frees whole pages for reuse.
+        conn.execute(
+            "INSERT INTO delivery_bodies (delivery_id, received_at, body) VALUES (?1, ?2, ?3)",
+            params![id, d.received_at, d.body.as_ref()],
+        )
+        .map_err(unavailable)?;
         return Ok(Recorded {
             id: id.to_string(),
             duplicate: false,
@@ -56,8 +61,9 @@ pub fn record_delivery(
 pub fn unplanned(conn: &Connection, limit: usize) -> Result<Vec<StoredDelivery>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT id, source, event, body, received_at FROM deliveries
-             WHERE state = 'received' ORDER BY id LIMIT ?1",
+            "SELECT d.id, d.source, d.event, coalesce(b.body, x''), d.received_at
+             FROM deliveries d LEFT JOIN delivery_bodies b ON b.delivery_id = d.id
+             WHERE d.state = 'received' ORDER BY d.id LIMIT ?1",
         )
         .map_err(unavailable)?;
     let rows = stmt
@@ -318,9 +324,56 @@ pub fn blocked(conn: &Connection, destination: &str) -> Result<Option<Block>, St
     .map_err(unavailable)
 }
 
-pub fn prune_ledger(conn: &Connection, before: UnixMillis) -> Result<usize, StoreError> {
-    conn.execute("DELETE FROM send_ledger WHERE at < ?1", [before])
+pub fn prune(
+    conn: &Connection,
+    what: Prunable,
+    before: UnixMillis,
+    limit: usize,
+) -> Result<usize, StoreError> {
+    // Each statement touches at most `limit` rows, found through an index on their age.
+    let sql = match what {
+        Prunable::Bodies => {
+            "DELETE FROM delivery_bodies WHERE rowid IN (
+                 SELECT b.rowid FROM delivery_bodies b JOIN deliveries d ON d.id = b.delivery_id
+                 WHERE b.received_at < ?1 AND d.state <> 'received' LIMIT ?2)"
+        }
+        Prunable::Items => {
+            "DELETE FROM outbox WHERE rowid IN (
+                 SELECT rowid FROM outbox INDEXED BY outbox_finished
+                 WHERE state IN ('sent', 'dead', 'folded') AND updated_at < ?1 LIMIT ?2)"
+        }
+        Prunable::Deliveries => {
+            "DELETE FROM deliveries WHERE rowid IN (
+                 SELECT d.rowid FROM deliveries d INDEXED BY deliveries_received_at
+                 WHERE d.received_at < ?1 AND d.state <> 'received'
+                   AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.delivery_id = d.id)
+                   AND NOT EXISTS (SELECT 1 FROM delivery_bodies b WHERE b.delivery_id = d.id)
+                 LIMIT ?2)"
+        }
+        Prunable::Ledger => {
+            "DELETE FROM send_ledger WHERE rowid IN (
+                 SELECT rowid FROM send_ledger WHERE at < ?1 LIMIT ?2)"
+        }
+        Prunable::Spend => {
+            "DELETE FROM spend WHERE rowid IN (SELECT rowid FROM spend WHERE at < ?1 LIMIT ?2)"
+        }
+    };
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.execute(params![before, limit as i64]))
         .map_err(unavailable)
+}
+
+pub fn size(conn: &Connection) -> Result<StoreSize, StoreError> {
+    let pragma = |name: &str| -> Result<u64, StoreError> {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(unavailable)
+    };
+    let page = pragma("page_size")?;
+    Ok(StoreSize {
+        bytes: pragma("page_count")?.saturating_mul(page),
+        free_bytes: pragma("freelist_count")?.saturating_mul(page),
+    })
 }
 
 pub fn items(
