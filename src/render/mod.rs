@@ -8,6 +8,7 @@
 
 pub mod digest;
 pub mod fit;
+pub mod neutral;
 
 use std::collections::BTreeMap;
 
