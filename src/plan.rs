@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::normalize::{self, Event, EventKind, Provider};
 use crate::render::fit::{self, Limit};
-use crate::render::{RenderError, Templates, context};
+use crate::render::{RenderError, Templates, context, neutral};
 use crate::route::Route;
 
 /// Routes and templates of one config, and what planning needs of each destination.
@@ -18,6 +18,9 @@ pub struct Pipeline {
     pub routes: Vec<Route>,
     pub templates: Templates,
     pub targets: BTreeMap<String, Target>,
+    /// Per source id: the hosts whose links stay links in `event.url` (the product's own, and the
+    /// admin's `link_hosts`).
+    pub link_hosts: BTreeMap<String, Vec<String>>,
 }
 
 /// What planning needs to know of a destination.
@@ -91,13 +94,17 @@ pub fn plan_as(
     render_kind: Option<EventKind>,
 ) -> Plan {
     let event = normalize::normalize(provider, event_name, payload);
+    let url_is_link = match (&event.url, pipeline.link_hosts.get(source)) {
+        (Some(url), Some(hosts)) => neutral::host_is(url, hosts),
+        _ => false,
+    };
     let ctx = match render_kind {
         Some(kind) => {
             let mut shown = event.clone();
             shown.kind = Some(kind);
-            context(&shown, payload)
+            context(&shown, payload, url_is_link)
         }
-        None => context(&event, payload),
+        None => context(&event, payload, url_is_link),
     };
     let mut posts = Vec::new();
     let mut errors = Vec::new();

@@ -10,6 +10,6 @@ fuzz_target!(|src: &str| {
     let origin = Origin { file: "fuzz".into(), first_line: 1 };
     if t.add("x", src.to_string(), origin).is_ok() {
         let e = Event::bare("github", "issues.opened".into());
-        let _ = t.render("x", &context(&e, &serde_json::json!({"a": [1, 2, {"b": "c"}]})));
+        let _ = t.render("x", &context(&e, &serde_json::json!({"a": [1, 2, {"b": "c"}]}), false));
     }
 });

@@ -139,6 +139,7 @@ pub(super) fn check(flag: Option<&Path>) -> anyhow::Result<()> {
             routes: vec![route.clone()],
             templates: config.pipeline.templates.clone(),
             targets: config.pipeline.targets.clone(),
+            link_hosts: config.pipeline.link_hosts.clone(),
         };
         for sample in &samples {
             let payload: serde_json::Value = serde_json::from_str(sample.body)

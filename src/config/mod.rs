@@ -313,6 +313,21 @@ fn validate(
                 (id.clone(), target)
             })
             .collect(),
+        link_hosts: sources
+            .iter()
+            .map(|(id, src): (&String, &Source)| {
+                let mut hosts: Vec<String> = src
+                    .provider
+                    .link_hosts()
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect();
+                if let Some(raw_source) = raw.sources.get(id) {
+                    hosts.extend(raw_source.link_hosts.iter().cloned());
+                }
+                (id.clone(), hosts)
+            })
+            .collect(),
         ..Pipeline::default()
     };
     for (id, d) in &raw.destinations {

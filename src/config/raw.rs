@@ -130,6 +130,10 @@ pub struct RawSource {
     pub delivery_header: Option<String>,
     /// Generic `hmac` provider: the header naming the event, for routing by native name.
     pub event_header: Option<String>,
+    /// Hosts (and their subdomains) whose `event.url` stays a link in posts, beyond the product's own:
+    /// a self-hosted GitLab or Gitea, say.
+    #[serde(default)]
+    pub link_hosts: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -52,6 +52,28 @@ pub enum Provider {
 }
 
 impl Provider {
+    /// The hosts whose links the product itself puts in `event.url`: those stay links in a post. A
+    /// self-hosted product (GitLab, Gitea, Forgejo, Gogs, Jira Data Center) or a generic sender has none
+    /// known here; the admin lists its host with the source's `link_hosts`.
+    pub fn link_hosts(&self) -> &'static [&'static str] {
+        match self {
+            Provider::Github => &["github.com"],
+            Provider::Gitlab => &["gitlab.com"],
+            Provider::Bitbucket => &["bitbucket.org"],
+            Provider::Jira => &["atlassian.net"],
+            Provider::Linear => &["linear.app"],
+            Provider::Trello => &["trello.com"],
+            Provider::Asana => &["asana.com"],
+            Provider::Basecamp => &["basecamp.com"],
+            Provider::Slack => &["slack.com"],
+            Provider::Gitea
+            | Provider::Forgejo
+            | Provider::Gogs
+            | Provider::Standard
+            | Provider::Hmac { .. } => &[],
+        }
+    }
+
     /// The provider's name as written in the config and shown to templates.
     pub fn name(&self) -> &'static str {
         match self {

@@ -65,15 +65,24 @@ pub fn context(items: &[Folded]) -> Value {
     } else {
         None
     };
-    let newest: Vec<&Folded> = items.iter().rev().take(3).collect();
+    // Item texts were defused when their posts were planned, and kinds and the summary are chirpd's own
+    // words: they are written as they are. Project names come from payloads and are defused again.
+    let item = |f: &Folded| {
+        minijinja::context! {
+            kind => f.kind.clone().map(Value::from_safe_string),
+            project => f.project.clone(),
+            text => Value::from_safe_string(f.text.clone()),
+        }
+    };
+    let newest: Vec<Value> = items.iter().rev().take(3).map(item).collect();
     minijinja::context! {
         count => items.len(),
-        summary => summary,
+        summary => Value::from_safe_string(summary),
         by_kind => Value::from(minijinja::value::Serde(&by_kind)),
         projects => projects,
         project => project,
-        items => Value::from(minijinja::value::Serde(items)),
-        newest => Value::from(minijinja::value::Serde(&newest)),
+        items => items.iter().map(item).collect::<Vec<_>>(),
+        newest => newest,
     }
 }
 
@@ -111,7 +120,7 @@ mod tests {
         };
         t.add("d", crate::config::DEFAULT_DIGEST.to_string(), origin)
             .unwrap();
-        let text = t.render("d", &context(&items)).unwrap();
+        let text = crate::render::neutral::unmark(&t.render("d", &context(&items)).unwrap());
         assert!(
             text.starts_with(
                 "acme/widgets: 12 updates — 5 tasks opened, 4 comments, 3 tasks closed"

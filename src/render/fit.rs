@@ -9,6 +9,8 @@ use twitter_text::extractor::{Extractor, ParserBackend};
 use twitter_text_config::Configuration;
 use unicode_normalization::UnicodeNormalization;
 
+use crate::render::neutral;
+
 /// A destination's length rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
@@ -101,6 +103,84 @@ const ELLIPSIS: &str = "…";
 
 /// Fits `text` to `limit`: NFC-normalizes it, then shortens it at word boundaries if it is too long.
 pub fn fit(text: &str, limit: Limit) -> Fitted {
+    let (text, values_shortened) = shorten_values(text, limit);
+    let mut fitted = fit_unmarked(&text, limit);
+    fitted.shortened |= values_shortened;
+    fitted
+}
+
+/// Shortens the interpolated values of a rendered text (marked by `neutral::OPEN`/`CLOSE`), the longest
+/// first, each at a word boundary with `…`, until the text fits or no value can give more; returns the
+/// text without marks. The template's literal text and safe values (the event's own link) are not
+/// touched here: outsiders' words go before the admin's.
+fn shorten_values(text: &str, limit: Limit) -> (String, bool) {
+    if !text.contains(neutral::OPEN) {
+        return (text.to_string(), false);
+    }
+    // (is a value, text) in order.
+    let mut parts: Vec<(bool, String)> = Vec::new();
+    let mut current = String::new();
+    let mut in_value = false;
+    for c in text.chars() {
+        match c {
+            neutral::OPEN | neutral::CLOSE => {
+                parts.push((in_value, std::mem::take(&mut current)));
+                in_value = c == neutral::OPEN;
+            }
+            _ => current.push(c),
+        }
+    }
+    parts.push((in_value, current));
+    let join = |parts: &[(bool, String)]| -> String {
+        parts.iter().map(|(_, t)| t.as_str()).collect::<String>()
+    };
+    let max = limit.max();
+    let mut shortened = false;
+    // Every character weighs at least one, so a value of more characters than the limit cannot fit
+    // whole: cut it first, without counting, which keeps the costly counts below on short texts.
+    for (value, t) in parts.iter_mut() {
+        if *value && t.chars().count() > max {
+            *t = cut_at_word(t, max);
+            shortened = true;
+        }
+    }
+    // Each round cuts the longest value by at least one character; the bound keeps the work small.
+    for _ in 0..64 {
+        let joined: String = join(&parts).nfc().collect();
+        let length = limit.measure(joined.trim());
+        if length <= max {
+            break;
+        }
+        let over = length - max;
+        let Some(i) = parts
+            .iter()
+            .enumerate()
+            .filter(|(_, (value, t))| *value && t.chars().count() > 1)
+            .max_by_key(|(_, (_, t))| t.chars().count())
+            .map(|(i, _)| i)
+        else {
+            break;
+        };
+        let value = &parts[i].1;
+        let keep = value.chars().count().saturating_sub(over + 1);
+        parts[i].1 = cut_at_word(value, keep);
+        shortened = true;
+    }
+    (join(&parts).trim().to_string(), shortened)
+}
+
+/// The first `keep` characters of `text`, ending at a word boundary when one is near, and `…`.
+fn cut_at_word(text: &str, keep: usize) -> String {
+    let prefix: String = text.chars().take(keep).collect();
+    let at_word = match prefix.rfind(char::is_whitespace) {
+        Some(i) if prefix[..i].chars().count() > keep / 2 => &prefix[..i],
+        _ => prefix.as_str(),
+    };
+    format!("{}…", at_word.trim_end())
+}
+
+/// Fits text without marks.
+fn fit_unmarked(text: &str, limit: Limit) -> Fitted {
     let max = limit.max();
     // Counting is costly on long texts. No emoji sequence packs more than five code points into one unit
     // of weight, so a word of over ten times the limit in code points cannot fit whole: cut such words

@@ -57,6 +57,19 @@ impl Default for Templates {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_fuel(Some(FUEL));
+        // Every interpolated value is an outsider's text unless marked safe: defused and marked for `fit`
+        // (see `neutral`). The template's literal text is not formatted, so it stays as written.
+        env.set_formatter(|out, _state, value| {
+            let written = if value.is_safe() {
+                write!(out, "{value}")
+            } else {
+                let text = neutral::defuse(&value.to_string());
+                write!(out, "{}{text}{}", neutral::OPEN, neutral::CLOSE)
+            };
+            written.map_err(|_| {
+                minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "cannot write a value")
+            })
+        });
         Templates {
             env,
             origins: BTreeMap::new(),
@@ -96,6 +109,10 @@ impl Templates {
             .get_template(name)
             .map_err(|e| self.error(name, &e))?;
         let out = tmpl.render(ctx).map_err(|e| self.error(name, &e))?;
+        // A template whose values are all empty says nothing; the marks alone are not a post.
+        if neutral::unmark(&out).trim().is_empty() {
+            return Ok(String::new());
+        }
         Ok(out.trim().to_string())
     }
 
@@ -120,10 +137,21 @@ impl Templates {
     }
 }
 
-/// The template context: the normalized `event` and the raw `payload`.
-pub fn context(event: &Event, payload: &serde_json::Value) -> Value {
+/// The template context: the normalized `event` and the raw `payload`. `event.url` is marked safe (a
+/// link in the post, never shortened) when `url_is_link`: its host is one the source's product serves.
+pub fn context(event: &Event, payload: &serde_json::Value, url_is_link: bool) -> Value {
+    let mut fields: BTreeMap<String, Value> = match serde_json::to_value(event) {
+        Ok(serde_json::Value::Object(map)) => map
+            .into_iter()
+            .map(|(k, v)| (k, Value::from(minijinja::value::Serde(v))))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    if url_is_link && let Some(url) = &event.url {
+        fields.insert("url".to_string(), Value::from_safe_string(url.clone()));
+    }
     minijinja::context! {
-        event => Value::from(minijinja::value::Serde(event)),
+        event => Value::from(fields),
         payload => Value::from(minijinja::value::Serde(payload)),
     }
 }
@@ -156,8 +184,11 @@ mod tests {
             origin(3),
         )
         .unwrap();
-        let ctx = context(&event(), &serde_json::json!({"x": 1}));
-        assert_eq!(t.render("r", &ctx).unwrap(), "Fix <b> & co no url 1");
+        let ctx = context(&event(), &serde_json::json!({"x": 1}), false);
+        assert_eq!(
+            neutral::unmark(&t.render("r", &ctx).unwrap()),
+            "Fix <b> & co no url 1"
+        );
     }
 
     #[test]
@@ -170,7 +201,7 @@ mod tests {
         )
         .unwrap();
         let err = t
-            .render("r", &context(&event(), &serde_json::json!({})))
+            .render("r", &context(&event(), &serde_json::json!({}), false))
             .unwrap_err();
         assert_eq!(err.location, "chirpd.toml:11");
         assert!(err.message.contains("undefined"), "{}", err.message);
@@ -195,7 +226,7 @@ mod tests {
         )
         .unwrap();
         let err = t
-            .render("r", &context(&event(), &serde_json::json!({})))
+            .render("r", &context(&event(), &serde_json::json!({}), false))
             .unwrap_err();
         assert!(err.message.contains("fuel"), "{}", err.message);
     }
@@ -210,7 +241,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            t.test("w", &context(&event(), &serde_json::json!({})))
+            t.test("w", &context(&event(), &serde_json::json!({}), false))
                 .unwrap()
         );
         assert!(t.add_condition("w3", "1 %} x {% if 1", origin(4)).is_err());
@@ -232,10 +263,81 @@ mod properties {
             let origin = Origin { file: "t".into(), first_line: 1 };
             if t.add("x", src, origin).is_ok() {
                 let e = crate::normalize::Event::bare("github", "issues.opened".into());
-                let _ = t.render("x", &context(&e, &serde_json::json!({"a": [1, 2]})));
+                let _ = t.render("x", &context(&e, &serde_json::json!({"a": [1, 2]}), false));
             } else {
                 prop_assert!(t.render("x", &minijinja::Value::UNDEFINED).is_err());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod outsiders {
+    use super::*;
+    use crate::normalize::EventKind;
+    use crate::render::fit::{Limit, fit};
+
+    fn render(template: &str, event: &Event, url_is_link: bool) -> String {
+        let mut t = Templates::default();
+        let origin = Origin {
+            file: "chirpd.toml".into(),
+            first_line: 1,
+        };
+        t.add("r", template.to_string(), origin).unwrap();
+        let out = t
+            .render("r", &context(event, &serde_json::json!({}), url_is_link))
+            .unwrap();
+        fit(&out, Limit::Tweet).text
+    }
+
+    fn attack() -> Event {
+        let mut e = Event::bare("github", "issues.opened".to_string());
+        e.kind = Some(EventKind::TaskCreated);
+        e.title = Some("Great deal: buy $TSLA now at https://evil.example/x and tell @nasa".into());
+        e.url = Some("https://github.com/acme/widgets/issues/7".into());
+        e
+    }
+
+    #[test]
+    fn interpolated_values_lose_their_entities_and_the_templates_own_text_keeps_its_own() {
+        let text = render(
+            "Ask @acme_support: {{ event.title }} {{ event.url }}",
+            &attack(),
+            true,
+        );
+        let e = crate::render::fit::extractor();
+        assert_eq!(e.extract_mentioned_screennames(&text), vec!["acme_support"]);
+        assert!(e.extract_cashtags(&text).is_empty(), "{text}");
+        assert_eq!(
+            e.extract_urls(&text),
+            vec!["https://github.com/acme/widgets/issues/7"],
+            "only the event's own link on its product's host: {text}"
+        );
+    }
+
+    #[test]
+    fn an_event_url_off_the_products_hosts_is_text_and_safe_opts_out() {
+        let e = crate::render::fit::extractor();
+        let text = render("{{ event.url }}", &attack(), false);
+        assert!(e.extract_urls(&text).is_empty(), "{text}");
+        let text = render("{{ event.title | safe }}", &attack(), false);
+        assert_eq!(e.extract_mentioned_screennames(&text), vec!["nasa"]);
+    }
+
+    #[test]
+    fn a_long_post_loses_the_outsiders_words_first_never_the_templates_or_the_link() {
+        let mut e = attack();
+        e.title = Some("word ".repeat(100));
+        let text = render(
+            "acme/widgets: new task {{ event.title }} — triage it {{ event.url }}",
+            &e,
+            true,
+        );
+        assert!(crate::render::fit::weighted_length(&text) <= 280, "{text}");
+        assert!(text.starts_with("acme/widgets: new task word"), "{text}");
+        assert!(
+            text.ends_with("… — triage it https://github.com/acme/widgets/issues/7"),
+            "{text}"
+        );
     }
 }

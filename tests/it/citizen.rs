@@ -282,9 +282,10 @@ async fn mastodon_gets_private_statuses_with_an_idempotency_key() {
     let s = &m.statuses()[0];
     assert_eq!(s.visibility, "private");
     assert!(chirpd::render::fit::mastodon_length(&s.text) <= 500);
+    // The outsider's title is cut; the template's own words, the labels and the link stay.
     assert!(
         s.text
-            .ends_with("… https://github.com/Codertocat/Hello-World/issues/1"),
+            .ends_with("word… [bug] https://github.com/Codertocat/Hello-World/issues/1"),
         "{}",
         s.text
     );

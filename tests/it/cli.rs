@@ -178,7 +178,7 @@ fn preview_shortens_long_texts_and_says_so() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("… https://github.com/Codertocat/Hello-World/issues/1"),
+        stdout.contains("… [bug] https://github.com/Codertocat/Hello-World/issues/1"),
         "{stdout}"
     );
 }

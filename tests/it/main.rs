@@ -9,5 +9,6 @@ mod ingress;
 mod ops;
 mod providers;
 mod relay;
+mod security;
 mod support;
 mod systemd;

@@ -54,9 +54,12 @@ secret = "{GITLAB}"
 [sources.gitea]
 provider = "gitea"
 secret = "{GITEA}"
+# Self-hosted: its host is listed so that event.url stays a link.
+link_hosts = ["localhost"]
 [sources.forgejo]
 provider = "forgejo"
 secret = "{GITEA}"
+link_hosts = ["localhost"]
 [sources.bb]
 provider = "bitbucket"
 secret = "{BITBUCKET}"
