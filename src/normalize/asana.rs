@@ -45,6 +45,8 @@ pub fn normalize(p: &Value) -> Event {
     e.url = task_gid.map(|g| format!("https://app.asana.com/0/0/{g}"));
     e.title = str_at(ev, "/resource/name").or_else(|| str_at(ev, "/parent/name"));
     e.actor = str_at(ev, "/user/name");
+    // Only members of the workspace can act in it.
+    e.set_role(Some(crate::normalize::ActorRole::Member));
     if matches!(kind, EventKind::DocumentAdded) {
         e.attachment = Some(Attachment {
             name: str_at(ev, "/resource/name").unwrap_or_else(|| "attachment".to_string()),

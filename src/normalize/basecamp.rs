@@ -16,6 +16,8 @@ pub fn normalize(p: &Value) -> Event {
     let rec = p.get("recording").unwrap_or(&Value::Null);
     e.project = str_at(rec, "/bucket/name");
     e.actor = str_at(p, "/creator/name").or_else(|| str_at(rec, "/creator/name"));
+    // Only members of the workspace can act in it.
+    e.set_role(Some(crate::normalize::ActorRole::Member));
     e.title = str_at(rec, "/title");
     e.url = str_at(rec, "/app_url");
     e.summary = str_at(rec, "/content").and_then(|c| summary_of(&strip_tags(&c)));

@@ -9,7 +9,8 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use crate::normalize::{
-    Attachment, DeliveryMeta, Event, EventKind, header_text, is_image, str_at, summary_of,
+    ActorRole, Attachment, DeliveryMeta, Event, EventKind, header_text, is_image, str_at,
+    summary_of,
 };
 
 pub fn meta(headers: &HeaderMap) -> DeliveryMeta {
@@ -32,6 +33,7 @@ pub fn normalize(event: Option<&str>, p: &Value) -> Event {
     let mut e = Event::bare("github", native);
     e.project = str_at(p, "/repository/full_name").or_else(|| str_at(p, "/organization/login"));
     e.actor = str_at(p, "/sender/login");
+    e.set_role(actor_role(event, p));
     let action = action.as_deref().unwrap_or("");
     match event {
         "issues" => {
@@ -111,6 +113,30 @@ pub fn normalize(event: Option<&str>, p: &Value) -> Event {
     e
 }
 
+/// How the sender relates to the repository. GitHub gives the association of an item's author, not of
+/// the sender: when the sender acts on an item someone else wrote (closes, labels, merges it), GitHub
+/// required write or triage access, so they are at least a collaborator; pushes, releases and tags need
+/// write access too. A comment's author is its sender.
+fn actor_role(event: &str, p: &Value) -> Option<ActorRole> {
+    let sender = str_at(p, "/sender/login");
+    let authored = |item: &str| -> Option<ActorRole> {
+        let author = str_at(p, &format!("/{item}/user/login"));
+        if author.is_some() && author != sender {
+            return Some(ActorRole::Collaborator);
+        }
+        ActorRole::from_github(&str_at(p, &format!("/{item}/author_association"))?)
+    };
+    match event {
+        "issues" => authored("issue"),
+        "pull_request" => authored("pull_request"),
+        "issue_comment" | "pull_request_review_comment" | "commit_comment" => {
+            ActorRole::from_github(&str_at(p, "/comment/author_association")?)
+        }
+        "push" | "create" | "delete" | "release" => Some(ActorRole::Collaborator),
+        _ => None,
+    }
+}
+
 /// Fills title, url, number, labels and summary from an issue or pull request object.
 fn fill_item(e: &mut Event, item: Option<&Value>) {
     let Some(item) = item else { return };
@@ -158,6 +184,30 @@ fn push(e: &mut Event, p: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_senders_relation_to_the_repository_is_known() {
+        let mut p = fixture("issues.opened.json");
+        let e = normalize(Some("issues"), &p);
+        // The fixture's author opened the issue on their own repository.
+        assert_eq!((e.actor_role, e.outsider), (Some(ActorRole::Owner), false));
+        p["issue"]["author_association"] = "NONE".into();
+        let e = normalize(Some("issues"), &p);
+        assert_eq!(
+            (e.actor_role, e.outsider),
+            (Some(ActorRole::Outsider), true)
+        );
+        p["issue"]["author_association"] = "FIRST_TIME_CONTRIBUTOR".into();
+        assert!(normalize(Some("issues"), &p).outsider);
+        // A maintainer closing an outsider's issue is not an outsider.
+        p["action"] = "closed".into();
+        p["sender"]["login"] = "maintainer".into();
+        let e = normalize(Some("issues"), &p);
+        assert_eq!(
+            (e.actor_role, e.outsider),
+            (Some(ActorRole::Collaborator), false)
+        );
+    }
 
     fn fixture(name: &str) -> Value {
         crate::normalize::tests_support::fixture("github", name)

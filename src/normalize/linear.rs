@@ -18,6 +18,8 @@ pub fn normalize(p: &Value) -> Event {
     e.actor = str_at(p, "/actor/name")
         .or_else(|| str_at(data, "/user/name"))
         .or_else(|| str_at(data, "/creator/name"));
+    // Only members of the workspace can act in it.
+    e.set_role(Some(crate::normalize::ActorRole::Member));
     e.project = str_at(data, "/team/name")
         .or_else(|| str_at(data, "/issue/team/name"))
         .or_else(|| str_at(data, "/project/name"));

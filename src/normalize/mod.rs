@@ -273,6 +273,39 @@ impl Serialize for EventKind {
     }
 }
 
+/// How the actor relates to the project, where the provider says. Outsiders may write an issue or a
+/// comment on a public project, so routes can keep their words off the team account (`event.outsider`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActorRole {
+    Owner,
+    Member,
+    Collaborator,
+    /// Has contributed before, without being a member or collaborator.
+    Contributor,
+    /// No relation to the project: anyone with an account.
+    Outsider,
+}
+
+impl ActorRole {
+    /// GitHub's `author_association`.
+    pub fn from_github(association: &str) -> Option<ActorRole> {
+        Some(match association {
+            "OWNER" => ActorRole::Owner,
+            "MEMBER" => ActorRole::Member,
+            "COLLABORATOR" => ActorRole::Collaborator,
+            "CONTRIBUTOR" => ActorRole::Contributor,
+            "FIRST_TIME_CONTRIBUTOR" | "FIRST_TIMER" | "NONE" | "MANNEQUIN" => ActorRole::Outsider,
+            _ => return None,
+        })
+    }
+
+    /// Neither a member nor a collaborator of the project.
+    pub fn is_outsider(self) -> bool {
+        matches!(self, ActorRole::Contributor | ActorRole::Outsider)
+    }
+}
+
 /// A file attached to the event: a document or an image someone added.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Attachment {
@@ -298,6 +331,11 @@ pub struct Event {
     /// A short excerpt of the body, on one line.
     pub summary: Option<String>,
     pub attachment: Option<Attachment>,
+    /// How the actor relates to the project; none when the provider does not say.
+    pub actor_role: Option<ActorRole>,
+    /// The provider says the actor is neither a member nor a collaborator (`actor_role` contributor or
+    /// outsider). False when it does not say.
+    pub outsider: bool,
 }
 
 impl Event {
@@ -334,7 +372,15 @@ impl Event {
             labels: Vec::new(),
             summary: None,
             attachment: None,
+            actor_role: None,
+            outsider: false,
         }
+    }
+
+    /// Records the actor's role, and whether that makes them an outsider.
+    pub fn set_role(&mut self, role: Option<ActorRole>) {
+        self.actor_role = role;
+        self.outsider = role.is_some_and(ActorRole::is_outsider);
     }
 }
 

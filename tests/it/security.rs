@@ -54,3 +54,45 @@ async fn an_outsiders_issue_title_cannot_mention_tag_or_link_from_the_team_accou
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_outsiders_issue_is_not_posted_where_the_route_says_so() {
+    let x = crate::support::fake_x::FakeX::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = crate::support::config_with(
+        &dir.path().join("chirpd.db"),
+        &crate::support::x_team(&x.url, "require_protected = false\n"),
+        "\"team\"",
+    )
+    .replace(
+        "to = [\"team\"]",
+        "when = \"not event.outsider\"\nto = [\"team\"]",
+    );
+    let app = TestApp::start_text(dir, x, &text).await;
+    let mut outsider: serde_json::Value =
+        serde_json::from_slice(&crate::support::issue_opened("buy my course")).unwrap();
+    outsider["issue"]["author_association"] = "NONE".into();
+    let status = app
+        .github(
+            "issues",
+            "outsider",
+            &serde_json::to_vec(&outsider).unwrap(),
+        )
+        .await
+        .status();
+    assert_eq!(
+        status, 202,
+        "accepted and stored, like every signed delivery"
+    );
+    app.accept_issue("member", "a real task").await;
+    let tweets = app.x.wait_for_tweets(1, WAIT).await;
+    assert_eq!(
+        tweets,
+        vec![crate::support::expected_issue_tweet("a real task")]
+    );
+    // Both were planned: the outsider's to nothing.
+    app.wait_sql("SELECT count(*) FROM deliveries WHERE state = 'planned'", 2)
+        .await;
+    assert_eq!(app.sql_count("SELECT count(*) FROM outbox"), 1);
+    app.stop().await;
+}
