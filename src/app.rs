@@ -110,28 +110,30 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
             }
         }
     });
-    if let Some(interval) = sd_notify::watchdog_enabled() {
-        tracker.spawn(systemd::watchdog(
-            interval,
-            store.clone(),
-            local,
-            health.clone(),
-            config_rx.clone(),
-            workers.clone(),
-        ));
-    }
-    tracker.close();
 
     let state = AppState {
         config: config_rx.clone(),
         store: store.clone(),
         fanout: fanout_wake,
         health: health.clone(),
+        body_budget: ingress::BodyBudget::new(config_rx.borrow().server.max_buffered_bytes),
     };
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        tracker.spawn(systemd::watchdog(
+            interval,
+            store.clone(),
+            ingress::router(state.clone()),
+            health.clone(),
+            config_rx.clone(),
+            workers.clone(),
+        ));
+    }
+    tracker.close();
     let serving = tokio::spawn(ingress::serve(
         listener,
-        ingress::router(state),
+        ingress::router(state.clone()),
         config_rx.clone(),
+        health.clone(),
         control.shutdown.clone(),
     ));
     tracing::info!(listen = %local, destinations = config_rx.borrow().destinations.len(), "chirpd is ready.");
@@ -222,6 +224,10 @@ pub fn keep_restart_only(current: &Config, next: &mut Config) -> Vec<&'static st
     if next.server.max_connections != current.server.max_connections {
         next.server.max_connections = current.server.max_connections;
         kept.push("server.max_connections");
+    }
+    if next.server.max_buffered_bytes != current.server.max_buffered_bytes {
+        next.server.max_buffered_bytes = current.server.max_buffered_bytes;
+        kept.push("server.max_buffered_mb");
     }
     if next.store_path != current.store_path {
         next.store_path = current.store_path.clone();

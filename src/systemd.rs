@@ -2,10 +2,11 @@
 //!
 //! Outside systemd (`$NOTIFY_SOCKET` unset) every call is a no-op, so the daemon runs the same by hand.
 //! The watchdog keep-alive is sent only when the store's writer commits (a query would still answer with
-//! the writer dead), the HTTP server answers `/healthz` on its own socket, and every dispatcher worker
-//! has turned recently; a daemon wedged in any of them stops feeding the watchdog, and systemd restarts it.
+//! the writer dead), the HTTP router answers `/healthz`, the accept loop has turned within the last
+//! seconds, and every dispatcher worker has turned recently; a daemon wedged in any of them stops feeding
+//! the watchdog, and systemd restarts it. The router is called in process, not through the listener, so
+//! that clients holding every connection cannot make systemd restart a healthy daemon.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::dispatch;
 use crate::health::Health;
+use crate::ingress;
+
+/// The accept loop beats every second; this long without a beat means it is stuck.
+const HTTP_STALE: Duration = Duration::from_secs(10);
 use crate::outbox::SharedStore;
 
 /// Tells systemd the daemon is ready: the store is open, the config and templates are loaded, and the
@@ -48,15 +53,13 @@ fn send(states: &[NotifyState<'_>], what: &str) {
 pub async fn watchdog(
     interval: Duration,
     store: SharedStore,
-    local: SocketAddr,
+    router: axum::Router,
     health: Health,
     config: watch::Receiver<Arc<Config>>,
     shutdown: CancellationToken,
 ) {
     let period = interval / 2;
     let probe_timeout = period.max(Duration::from_millis(100));
-    let http = reqwest::Client::new();
-    let healthz = format!("http://{}/healthz", loopback(local));
     loop {
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
@@ -66,10 +69,17 @@ pub async fn watchdog(
             tokio::time::timeout(probe_timeout, store.probe_commit()).await,
             Ok(Ok(()))
         );
-        let http_ok = matches!(
-            tokio::time::timeout(probe_timeout, http.get(&healthz).send()).await,
-            Ok(Ok(r)) if r.status().is_success()
-        );
+        let probe = http::Request::get("/healthz").body(axum::body::Body::empty());
+        let http_ok = match probe {
+            Ok(request) => matches!(
+                tokio::time::timeout(probe_timeout, tower::ServiceExt::oneshot(router.clone(), request)).await,
+                Ok(Ok(r)) if r.status().is_success()
+            ),
+            Err(_) => false,
+        } && health
+            .stale_workers(HTTP_STALE)
+            .iter()
+            .all(|w| w != ingress::HTTP_BEAT);
         // A worker turns at least every IDLE_POLL, or after one request; allow both, twice over.
         let request_timeout = config.borrow().dispatch.request_timeout;
         let stale = health.stale_workers((dispatch::IDLE_POLL + request_timeout) * 2);
@@ -78,18 +88,5 @@ pub async fn watchdog(
         } else {
             tracing::error!(store_ok, http_ok, stale_workers = ?stale, "A component made no progress; not feeding the watchdog.");
         }
-    }
-}
-
-/// The address to probe the server on: a wildcard listen address is reached through loopback.
-fn loopback(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V4(a) if a.ip().is_unspecified() => {
-            SocketAddr::from(([127, 0, 0, 1], a.port()))
-        }
-        SocketAddr::V6(a) if a.ip().is_unspecified() => {
-            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
-        }
-        other => other,
     }
 }

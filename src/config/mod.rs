@@ -57,8 +57,11 @@ pub struct Server {
     pub header_timeout: Duration,
     /// A client must send its whole body within this time.
     pub body_timeout: Duration,
-    /// Connections beyond this wait in the kernel's backlog.
+    /// Connections beyond this are answered 503 and closed.
     pub max_connections: usize,
+    /// The most body bytes all requests together may hold at once; a request that would pass it is
+    /// answered 503 before its body is read.
+    pub max_buffered_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -234,6 +237,9 @@ fn validate(
         ),
         body_timeout: duration("server.body_timeout", &raw.server.body_timeout, &mut err),
         max_connections: raw.server.max_connections.max(1),
+        max_buffered_bytes: usize::try_from(raw.server.max_buffered_mb.saturating_mul(1024 * 1024))
+            .unwrap_or(usize::MAX)
+            .max(1024 * 1024),
     };
     let dispatch = Dispatch {
         retry_base: duration("dispatch.retry_base", &raw.dispatch.retry_base, &mut err),

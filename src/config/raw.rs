@@ -35,6 +35,8 @@ pub struct RawServer {
     pub header_timeout: String,
     pub body_timeout: String,
     pub max_connections: usize,
+    /// The most request-body bytes all connections together may hold in memory, in MiB.
+    pub max_buffered_mb: u64,
 }
 
 impl Default for RawServer {
@@ -45,6 +47,7 @@ impl Default for RawServer {
             header_timeout: "10s".to_string(),
             body_timeout: "30s".to_string(),
             max_connections: 256,
+            max_buffered_mb: 64,
         }
     }
 }

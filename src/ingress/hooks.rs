@@ -101,6 +101,23 @@ async fn handle(
     if declared.is_some_and(|n| n > max as u64) {
         return too_large(max);
     }
+    // What the headers and URL alone can refuse is refused before a byte of the body is read.
+    if let Err(e) = source
+        .verifier
+        .precheck(&headers, uri.query(), clock::now_ms())
+    {
+        tracing::warn!(source = %source_id, reason = %e, "Webhook refused before its body: signature check failed.");
+        return reject(StatusCode::UNAUTHORIZED, e.to_string());
+    }
+    // Room for the body in the budget all requests share, held until the answer.
+    let need = declared.map_or(max, |n| usize::try_from(n).unwrap_or(max));
+    let Some(_reserved) = state.body_budget.reserve(need) else {
+        tracing::warn!(source = %source_id, "Too many request bodies in memory; the sender was told to retry.");
+        return reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests in flight; retry later".into(),
+        );
+    };
     let read =
         tokio::time::timeout(cfg.server.body_timeout, Limited::new(body, max).collect()).await;
     let body = match read {

@@ -24,6 +24,17 @@ use crate::config::Config;
 use crate::health::Health;
 use crate::outbox::SharedStore;
 
+/// The name under which the accept loop beats `Health`.
+pub const HTTP_BEAT: &str = "(http server)";
+
+/// Answers a connection over the cap: 503 and close, within a second.
+async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let answer = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 40\r\n\r\n{\"error\":\"too many connections; retry\"}\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer)).await;
+    let _ = stream.shutdown().await;
+}
+
 /// How long in-flight requests may take to finish after shutdown begins.
 pub const DRAIN: Duration = Duration::from_secs(10);
 
@@ -36,6 +47,25 @@ pub struct AppState {
     /// Wakes the fanout after a delivery is stored.
     pub fanout: Arc<Notify>,
     pub health: Health,
+    /// The bytes of request bodies all connections together may hold.
+    pub body_budget: BodyBudget,
+}
+
+/// A budget of buffered body bytes shared by every request, counted in KiB. A request reserves what its
+/// body may take before reading it, and gives it back when it is answered.
+#[derive(Clone)]
+pub struct BodyBudget(Arc<Semaphore>);
+
+impl BodyBudget {
+    pub fn new(bytes: usize) -> BodyBudget {
+        BodyBudget(Arc::new(Semaphore::new((bytes / 1024).max(1))))
+    }
+
+    /// Reserves room for a body of up to `bytes`, or none if the budget is spent.
+    pub fn reserve(&self, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        self.0.clone().try_acquire_many_owned(kib).ok()
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -49,24 +79,22 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves `router` on `listener` until `shutdown`, then drains in-flight requests for up to `DRAIN`.
 /// Each new connection gets the header timeout of the config current when it is accepted, so a reload
-/// applies it; the connection cap is fixed at start.
+/// applies it; the connection cap is fixed at start. A connection beyond the cap is answered 503 at once
+/// and closed, rather than left waiting in the backlog where the sender cannot tell why. The accept loop
+/// beats `health` under the name `HTTP_BEAT` every second, which the watchdog reads: a busy listener
+/// cannot starve the watchdog, and a stuck one stops it.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     config: watch::Receiver<Arc<Config>>,
+    health: Health,
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(config.borrow().server.max_connections));
     let graceful = GracefulShutdown::new();
+    let mut beat = tokio::time::interval(Duration::from_secs(1));
     loop {
-        // Waiting for a permit before accepting leaves extra connections in the kernel's backlog.
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = shutdown.cancelled() => break,
-        };
+        health.beat(HTTP_BEAT);
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -77,7 +105,13 @@ pub async fn serve(
                     continue;
                 }
             },
+            _ = beat.tick() => continue,
             _ = shutdown.cancelled() => break,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            metrics::counter!("chirpd_connections_refused_total").increment(1);
+            tokio::spawn(refuse_busy(stream));
+            continue;
         };
         let service = TowerToHyperService::new(router.clone());
         let mut http = hyper::server::conn::http1::Builder::new();

@@ -58,13 +58,20 @@ async fn a_declared_oversized_body_is_refused_unread() {
     app.stop().await;
 }
 
+/// A GitHub signature header of the right form (and the wrong value), as a header line.
+const SIGNED: &str = "X-Hub-Signature-256: sha256=0000000000000000000000000000000000000000000000000000000000000000\r\n";
+
 #[tokio::test]
 async fn an_oversized_chunked_body_is_cut_at_the_limit() {
     let app = TestApp::start().await;
     let mut s = TcpStream::connect(app.addr).await.unwrap();
-    s.write_all(b"POST /hooks/gh HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
-        .await
-        .unwrap();
+    // A well-formed signature header: only the body can show it is wrong, so the body is read.
+    s.write_all(
+        format!("POST /hooks/gh HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n{SIGNED}\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
     let chunk = vec![b'a'; 16 * 1024];
     for _ in 0..5 {
         s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
@@ -156,9 +163,14 @@ async fn slow_headers_are_cut_off() {
 async fn slow_bodies_are_cut_off_with_408() {
     let app = TestApp::start().await;
     let mut s = TcpStream::connect(app.addr).await.unwrap();
-    s.write_all(b"POST /hooks/gh HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{\"a\":")
-        .await
-        .unwrap();
+    s.write_all(
+        format!(
+            "POST /hooks/gh HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n{SIGNED}\r\n{{\"a\":"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
     let answer = read_answer(&mut s).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert_eq!(app.sql_count("SELECT count(*) FROM deliveries"), 0);
@@ -208,7 +220,7 @@ async fn thousands_of_forged_requests_store_nothing() {
 }
 
 /// Reads an HTTP answer until the server closes or a blank line and some body arrived.
-async fn read_answer(s: &mut TcpStream) -> String {
+pub async fn read_answer(s: &mut TcpStream) -> String {
     let mut buf = vec![0u8; 4096];
     let mut out = Vec::new();
     let deadline = Instant::now() + WAIT;

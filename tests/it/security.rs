@@ -96,3 +96,130 @@ async fn an_outsiders_issue_is_not_posted_where_the_route_says_so() {
     assert_eq!(app.sql_count("SELECT count(*) FROM outbox"), 1);
     app.stop().await;
 }
+
+/// A config with the test's usual source, destination and routes, and these `[server]` lines.
+fn with_server(dir: &tempfile::TempDir, x: &crate::support::fake_x::FakeX, lines: &str) -> String {
+    crate::support::config_toml(&dir.path().join("chirpd.db"), &x.url, "")
+        .replace("[server]\n", &format!("[server]\n{lines}\n"))
+}
+
+const SIGNED: &str = "X-Hub-Signature-256: sha256=0000000000000000000000000000000000000000000000000000000000000000\r\n";
+
+#[tokio::test]
+async fn an_unsigned_body_is_refused_before_it_is_read() {
+    let app = TestApp::start().await;
+    let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    // Headers only: a 60 KB body is announced but never sent. Without a signature header, the answer
+    // must not wait for it.
+    tokio::io::AsyncWriteExt::write_all(
+        &mut s,
+        b"POST /hooks/gh HTTP/1.1\r\nHost: t\r\nContent-Length: 60000\r\nX-GitHub-Event: issues\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let answer = crate::ingress::read_answer(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(
+        answer.contains("missing x-hub-signature-256 header"),
+        "{answer}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_in_memory_share_one_budget_and_the_excess_is_told_to_retry() {
+    let x = crate::support::fake_x::FakeX::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A 1 MiB budget: one request announcing 900 KB holds most of it while its body trickles in.
+    let text = with_server(&dir, &x, "max_buffered_mb = 1\n")
+        .replace("max_body_bytes = 65536", "max_body_bytes = 1048576")
+        .replace("body_timeout = \"300ms\"", "body_timeout = \"30s\"");
+    let app = TestApp::start_text(dir, x, &text).await;
+    let mut holder = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut holder,
+        format!("POST /hooks/gh HTTP/1.1\r\nHost: t\r\nContent-Length: 900000\r\n{SIGNED}\r\n{{")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // The next one cannot reserve room: 503 at once, before its body.
+    let start = std::time::Instant::now();
+    let mut refused = None;
+    while refused.is_none() {
+        let res = app
+            .http
+            .post(app.url("/hooks/gh"))
+            .header("x-github-event", "issues")
+            .header("x-github-delivery", "second")
+            .header(
+                "x-hub-signature-256",
+                crate::support::github_signature(crate::support::SECRET, &[b'x'; 200_000]),
+            )
+            .body(vec![b'x'; 200_000])
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 503 {
+            refused = Some(res.json::<serde_json::Value>().await.unwrap());
+        } else {
+            // The holder's request may not have reached the handler yet.
+            assert!(start.elapsed() < WAIT, "never refused: {}", res.status());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(
+        refused.unwrap()["error"],
+        "too many requests in flight; retry later"
+    );
+    drop(holder);
+    // With the holder gone, a real delivery goes through again.
+    let start = std::time::Instant::now();
+    loop {
+        let status = app
+            .github("issues", "after", &crate::support::issue_opened("after"))
+            .await
+            .status();
+        if status == 202 {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "still {status}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_answered_503_not_left_waiting() {
+    let x = crate::support::fake_x::FakeX::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = with_server(&dir, &x, "max_connections = 2\n")
+        .replace("header_timeout = \"300ms\"", "header_timeout = \"30s\"");
+    let app = TestApp::start_text(dir, x, &text).await;
+    // Two slow clients hold both connections.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut s, b"GET /healthz HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    let start = std::time::Instant::now();
+    loop {
+        let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut s, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = crate::ingress::read_answer(&mut s).await;
+        if answer.starts_with("HTTP/1.1 503") {
+            assert!(answer.contains("too many connections"), "{answer}");
+            break;
+        }
+        // Until both slow clients are accepted, the probe may still get in.
+        assert!(start.elapsed() < WAIT, "{answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(slow);
+    app.stop().await;
+}

@@ -131,3 +131,67 @@ async fn socket_activation_uses_the_passed_socket() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn slow_clients_holding_every_connection_do_not_starve_the_watchdog() {
+    let x = FakeX::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("chirpd.toml");
+    let text = config_toml(&dir.path().join("chirpd.db"), &x.url, "")
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\"\nmax_connections = 1"),
+        )
+        .replace("header_timeout = \"300ms\"", "header_timeout = \"60s\"");
+    std::fs::write(&config, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chirpd"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    expect_notify(&sock, "READY=1");
+    // A client that sends a header a byte at a time holds the only connection.
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(&mut slow, b"GET /healthz HTTP/1.1\r\nX: ").unwrap();
+    // Once it holds the connection, others are turned away.
+    let start = Instant::now();
+    loop {
+        let mut probe = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        probe
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        std::io::Write::write_all(&mut probe, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let mut buf = [0u8; 64];
+        let n = std::io::Read::read(&mut probe, &mut buf).unwrap_or(0);
+        if String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 503") {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "the slow client never held the connection"
+        );
+    }
+    // Forget what came before (reading for a bounded time: the feed never pauses), then the watchdog
+    // must still be fed.
+    let mut buf = [0u8; 4096];
+    let drained = Instant::now();
+    while drained.elapsed() < Duration::from_millis(300) && sock.recv(&mut buf).is_ok() {}
+    expect_notify(&sock, "WATCHDOG=1");
+    expect_notify(&sock, "WATCHDOG=1");
+    drop(slow);
+    let _ = child.kill();
+    let _ = child.wait();
+}
