@@ -149,7 +149,7 @@ async fn save(store: &SharedStore, plans: Vec<PlanRecord>) -> Result<(), StoreEr
 /// Marks a delivery that cannot be planned `dead`, with the reason, and says so.
 async fn set_aside(store: &SharedStore, id: &str, reason: &str) -> Result<(), StoreError> {
     metrics::counter!("chirpd_deliveries_dead_total").increment(1);
-    tracing::error!(delivery = %id, %reason, "A delivery cannot be planned; it is set aside as dead (chirpd queue replay plans it again).");
+    tracing::error!(delivery = %id, %reason, "A delivery cannot be planned ({reason}); it is set aside as dead (chirpd queue replay plans it again).");
     store.fail_delivery(id, reason).await
 }
 

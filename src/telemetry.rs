@@ -2,7 +2,9 @@
 //!
 //! Logs: human-readable lines on a terminal, journald's native fields when systemd runs the daemon with
 //! its output on the journal, or JSON on request. Log lines carry fields first and a short message last;
-//! secrets never reach a log, since they exist only as `Secret` values whose `Debug` is redacted.
+//! `journalctl -u chirpd` shows only the message, so the lines an admin reads for (a post's text, why a
+//! webhook or a post was refused) repeat those values in the message itself. Secrets never reach a log,
+//! since they exist only as `Secret` values whose `Debug` is redacted.
 //!
 //! Metrics: the `metrics` facade with a Prometheus recorder, rendered by `/metrics`. The recorder is
 //! process-wide by the facade's design; `metrics_handle` installs it once.

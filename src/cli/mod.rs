@@ -139,6 +139,7 @@ pub enum QueueCommand {
 
 pub fn main(cli: Cli) -> ExitCode {
     telemetry::init(cli.log_format);
+    let running = matches!(cli.command, Command::Run { .. });
     let result = match cli.command {
         Command::Run { config } => run(config.as_deref()),
         Command::Check { config } => check::check(config.as_deref()),
@@ -167,9 +168,23 @@ pub fn main(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chirpd: {e:#}");
-            ExitCode::FAILURE
+            // `check` answers 1 for any problem, as documented; `run` tells systemd a config is broken.
+            if running && e.downcast_ref::<config::ConfigErrors>().is_some() {
+                // The unit's RestartPreventExitStatus= names it: a broken config is not retried every two
+                // seconds forever; the admin fixes it and starts the service again.
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// The exit status of an invalid config (sysexits' EX_CONFIG).
+pub const EXIT_CONFIG: u8 = 78;
+
+fn invalid_config(errors: config::ConfigErrors) -> anyhow::Error {
+    anyhow::Error::new(errors).context("invalid config")
 }
 
 /// Resolves the config file: the flag, `$CHIRPD_CONFIG`, `./chirpd.toml`, `/etc/chirpd/chirpd.toml`.
@@ -189,8 +204,7 @@ pub fn config_path(flag: Option<&Path>) -> Option<PathBuf> {
 /// Loads the config without reading any secret, for commands that verify and sign nothing.
 pub(super) fn load_for_inspection(flag: Option<&Path>) -> anyhow::Result<Config> {
     let path = config_path(flag);
-    config::load_for_inspection(path.as_deref(), &ProcessEnv)
-        .map_err(|errors| anyhow::anyhow!("invalid config:\n{errors}"))
+    config::load_for_inspection(path.as_deref(), &ProcessEnv).map_err(invalid_config)
 }
 
 /// Opens the store the config names, which must exist: a command run with the wrong config or from the
@@ -209,8 +223,7 @@ pub(super) fn existing_store(config: &Config) -> anyhow::Result<crate::outbox::S
 
 pub(super) fn load(flag: Option<&Path>) -> anyhow::Result<Config> {
     let path = config_path(flag);
-    config::load(path.as_deref(), &ProcessEnv)
-        .map_err(|errors| anyhow::anyhow!("invalid config:\n{errors}"))
+    config::load(path.as_deref(), &ProcessEnv).map_err(invalid_config)
 }
 
 fn run(flag: Option<&Path>) -> anyhow::Result<()> {

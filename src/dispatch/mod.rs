@@ -190,7 +190,7 @@ impl Worker {
         let d = &self.destination;
         let timeout = self.settings.request_timeout;
         if d.dry_run {
-            tracing::info!(destination = %d.id, item = %item.id, text = %item.text, "Dry run: recorded instead of posting.");
+            tracing::info!(destination = %d.id, item = %item.id, text = %item.text, "Dry run, recorded instead of posting: {}", item.text);
             return Answer::without_headers(Outcome::Sent { remote_id: None });
         }
         let answer = match &self.sink {

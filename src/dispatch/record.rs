@@ -48,7 +48,7 @@ impl Worker {
         }
         let finish = match answer.outcome {
             Outcome::Sent { remote_id } => {
-                tracing::info!(destination = %d.id, item = %item.id, remote_id = remote_id.as_deref().unwrap_or("-"), "Posted.");
+                tracing::info!(destination = %d.id, item = %item.id, remote_id = remote_id.as_deref().unwrap_or("-"), "Posted {} as {}.", item.id, remote_id.as_deref().unwrap_or("-"));
                 Finish::Sent {
                     remote_id,
                     note: None,
@@ -85,7 +85,7 @@ impl Worker {
                 self.pause(&reason, now).await?
             }
             Outcome::Dead { reason } => {
-                tracing::error!(destination = %d.id, item = %item.id, %reason, "The post was refused; dead-lettered.");
+                tracing::error!(destination = %d.id, item = %item.id, %reason, "The post was refused ({reason}); dead-lettered.");
                 Finish::Dead { error: reason }
             }
         };
@@ -99,7 +99,7 @@ impl Worker {
         let age =
             Duration::from_millis(u64::try_from(now.saturating_sub(item.created_at)).unwrap_or(0));
         if age >= self.settings.give_up_after {
-            tracing::error!(destination = %d.id, item = %item.id, %reason, "Giving up on an item after its retry budget.");
+            tracing::error!(destination = %d.id, item = %item.id, %reason, "Giving up on an item after its retry budget: {reason}");
             return Finish::Dead {
                 error: format!("gave up after {} attempts: {reason}", item.attempts),
             };
@@ -110,7 +110,7 @@ impl Worker {
             self.settings.retry_max,
             &mut rand::rng(),
         );
-        tracing::warn!(destination = %d.id, item = %item.id, %reason, retry_in_ms = delay.as_millis() as u64, "Attempt failed; will retry.");
+        tracing::warn!(destination = %d.id, item = %item.id, %reason, retry_in_ms = delay.as_millis() as u64, "Attempt failed ({reason}); will retry.");
         Finish::Retry {
             at: now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
             error: reason,
@@ -128,7 +128,7 @@ impl Worker {
             reason: why.clone(),
         };
         self.store.block(&d.id, block).await?;
-        tracing::error!(destination = %d.id, %reason, "The account itself was refused; destination held for an hour. Fix the credentials or plan, then reload or wait.");
+        tracing::error!(destination = %d.id, %reason, "The account itself was refused ({reason}); destination held for an hour. Fix the credentials or plan, then reload or wait.");
         self.health.hold(
             &d.id,
             Hold {

@@ -106,7 +106,7 @@ async fn handle(
         .verifier
         .precheck(&headers, uri.query(), clock::now_ms())
     {
-        tracing::warn!(source = %source_id, reason = %e, "Webhook refused before its body: signature check failed.");
+        tracing::warn!(source = %source_id, reason = %e, "Webhook refused before its body: {e}");
         return reject(StatusCode::UNAUTHORIZED, e.to_string());
     }
     // Room for the body in the budget all requests share, held until the answer.
@@ -158,7 +158,7 @@ async fn handle(
         learned_secret: learned.as_ref(),
     };
     if let Err(e) = source.verifier.verify(&incoming, now) {
-        tracing::warn!(source = %source_id, reason = %e, "Webhook refused: signature check failed.");
+        tracing::warn!(source = %source_id, reason = %e, "Webhook refused: {e}");
         return reject(StatusCode::UNAUTHORIZED, e.to_string());
     }
     let content_type = headers
@@ -255,7 +255,7 @@ async fn asana_handshake(
         Err(e) => return store_failed(source_id, &e),
     };
     if let Err(e) = asana.verify_handshake(query, offered.as_bytes(), handshake_state) {
-        tracing::warn!(source = %source_id, reason = %e, "Asana handshake refused.");
+        tracing::warn!(source = %source_id, reason = %e, "Asana handshake refused: {e}");
         return reject(StatusCode::UNAUTHORIZED, e.to_string());
     }
     let secret = String::from_utf8_lossy(offered.as_bytes()).into_owned();

@@ -182,3 +182,22 @@ fn preview_shortens_long_texts_and_says_so() {
         "{stdout}"
     );
 }
+
+#[test]
+fn run_with_a_broken_config_exits_78_so_systemd_stops_restarting_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chirpd.toml");
+    std::fs::write(&path, "[server]\nlisten = \"not an address\"\n").unwrap();
+    let out = chirpd()
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let unit = std::fs::read_to_string(format!(
+        "{}/systemd/chirpd.service",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    assert!(unit.contains("RestartPreventExitStatus=78"));
+}
