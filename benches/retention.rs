@@ -6,22 +6,11 @@
 
 use std::sync::Arc;
 
-use chirpd::config::{self, Env};
+use chirpd::config;
 use chirpd::outbox::{self, Finish, NewDelivery, NewItem, PlanRecord, SharedStore};
 use chirpd::retention;
 
 const DAY: i64 = 86_400_000;
-
-struct NoEnv;
-
-impl Env for NoEnv {
-    fn var(&self, _: &str) -> Option<String> {
-        None
-    }
-    fn vars(&self) -> Vec<(String, String)> {
-        Vec::new()
-    }
-}
 
 async fn one_day(store: &SharedStore, day: i64, per_day: usize) {
     let at = day * DAY;
@@ -97,7 +86,7 @@ async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("chirpd.toml");
     std::fs::write(&path, "[destinations.team]\nkind = \"x\"\ndry_run = true\n").expect("config");
-    let config = Arc::new(config::load(Some(&path), &NoEnv).expect("config"));
+    let config = Arc::new(config::load(Some(&path), &config::EmptyEnv).expect("config"));
     let store = outbox::open(&dir.path().join("chirpd.db"), None).expect("store");
     println!(
         "{per_day} deliveries a day of 3 KB; retention: bodies {:?}, items {:?}, deliveries {:?}",

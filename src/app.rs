@@ -326,20 +326,10 @@ impl Generation {
 mod tests {
     use super::*;
 
-    struct NoEnv;
-    impl config::Env for NoEnv {
-        fn var(&self, _: &str) -> Option<String> {
-            None
-        }
-        fn vars(&self) -> Vec<(String, String)> {
-            Vec::new()
-        }
-    }
-
     fn load(dir: &std::path::Path, server: &str, store: &str) -> Config {
         let path = dir.join("chirpd.toml");
         std::fs::write(&path, format!("[server]\n{server}\n[store]\n{store}\n")).unwrap();
-        config::load(Some(&path), &NoEnv).unwrap()
+        config::load(Some(&path), &config::EmptyEnv).unwrap()
     }
 
     #[test]

@@ -152,18 +152,8 @@ pub async fn prune_forever(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, Env};
+    use crate::config;
     use crate::outbox::{self, NewDelivery, NewItem, PlanRecord};
-
-    struct NoEnv;
-    impl Env for NoEnv {
-        fn var(&self, _: &str) -> Option<String> {
-            None
-        }
-        fn vars(&self) -> Vec<(String, String)> {
-            Vec::new()
-        }
-    }
 
     const DAY: i64 = 86_400_000;
 
@@ -172,46 +162,13 @@ mod tests {
         let text =
             format!("[destinations.team]\nkind = \"x\"\ndry_run = true\nlimits = [{limits}]\n");
         std::fs::write(&path, text).unwrap();
-        config::load(Some(&path), &NoEnv).unwrap()
+        config::load(Some(&path), &config::EmptyEnv).unwrap()
     }
 
     /// One request a day for `days` days, recorded in the ledger the way the dispatcher does: by claims.
     async fn one_request_a_day(store: &SharedStore, days: i64) {
         for day in 0..days {
-            let d = store
-                .record_delivery(NewDelivery {
-                    source: "gh".into(),
-                    dedupe_key: format!("d{day}"),
-                    body_sha256: None,
-                    event: None,
-                    body: bytes::Bytes::from_static(b"{}"),
-                    received_at: day * DAY,
-                    handshake: false,
-                })
-                .await
-                .unwrap();
-            let item = NewItem {
-                route: 0,
-                destination: "team".into(),
-                recipient: String::new(),
-                kind: "tweet",
-                text: format!("day {day}"),
-                length: 5,
-                event_kind: None,
-                project: None,
-                subject: None,
-                due_at: None,
-                merge: None,
-            };
-            let plan = PlanRecord {
-                delivery_id: d.id,
-                native: "n".into(),
-                kind: None,
-                items: vec![item],
-                error: None,
-                now: day * DAY,
-            };
-            store.save_plans(vec![plan]).await.unwrap();
+            posted(store, &format!("d{day}"), day * DAY, false).await;
             assert!(store.claim("team", day * DAY + 1).await.unwrap().is_some());
         }
     }

@@ -30,11 +30,7 @@ pub(super) fn auth_x(
     println!(
         "Then wait here for the redirect, or paste the code (or the whole redirect URL) and press Enter."
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    super::block_on(async {
         let code = receive_code(redirect_uri, &state).await?;
         let http = reqwest::Client::new();
         let now = crate::clock::now_ms();
@@ -42,7 +38,9 @@ pub(super) fn auth_x(
             .await
             .map_err(|e| anyhow::anyhow!("X refused the code: {e}"))?;
         if tokens.refresh_token.is_none() {
-            eprintln!("warning: X issued no refresh token (is offline.access among the app's scopes?); the token lasts two hours");
+            eprintln!(
+                "warning: X issued no refresh token (is offline.access among the app's scopes?); the token lasts two hours"
+            );
         }
         // The first setup step may come before the service ever ran, so this one command may create the
         // store; it says where, so a wrong path shows at once.

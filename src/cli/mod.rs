@@ -201,6 +201,17 @@ pub fn config_path(flag: Option<&Path>) -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+/// Runs a command's async part on a runtime of its own: the commands are short and single-threaded.
+pub(super) fn block_on<T>(
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(work)
+}
+
 /// Loads the config without reading any secret, for commands that verify and sign nothing.
 pub(super) fn load_for_inspection(flag: Option<&Path>) -> anyhow::Result<Config> {
     let path = config_path(flag);

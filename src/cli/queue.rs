@@ -14,11 +14,7 @@ use super::{QueueCommand, existing_store, load_for_inspection};
 
 pub(super) fn queue(flag: Option<&Path>, command: QueueCommand) -> anyhow::Result<()> {
     let config = load_for_inspection(flag)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    super::block_on(async {
         let store = existing_store(&config)?;
         let mut out = std::io::stdout().lock();
         match command {
@@ -121,11 +117,7 @@ pub(super) fn open_handshake(
         bail!("no source {source:?} in the config");
     }
     let window = crate::ratelimit::parse_duration(duration).map_err(anyhow::Error::msg)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    super::block_on(async {
         let store = existing_store(&config)?;
         let until = crate::clock::now_ms()
             .saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));

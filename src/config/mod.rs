@@ -113,6 +113,18 @@ pub trait Env {
     fn vars(&self) -> Vec<(String, String)>;
 }
 
+/// An empty environment: for tools and tests that load a config which reads no variable.
+pub struct EmptyEnv;
+
+impl Env for EmptyEnv {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn vars(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}
+
 /// The real process environment.
 pub struct ProcessEnv;
 

@@ -40,10 +40,13 @@ fn signal(pid: u32, name: &str) {
     assert!(ok.success());
 }
 
-#[tokio::test]
-async fn notify_ready_watchdog_reload_and_stop() {
-    let x = FakeX::start().await;
-    let dir = tempfile::tempdir().unwrap();
+/// Starts the binary with a notify socket the test owns and the watchdog at 400 ms, on a free port and a
+/// config that `adjust` may change; returns the socket, the process and the port once READY=1 arrived.
+fn start_notified(
+    dir: &tempfile::TempDir,
+    x: &FakeX,
+    adjust: impl Fn(String) -> String,
+) -> (UnixDatagram, std::process::Child, u16) {
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
@@ -58,8 +61,8 @@ async fn notify_ready_watchdog_reload_and_stop() {
         "listen = \"127.0.0.1:0\"",
         &format!("listen = \"127.0.0.1:{port}\""),
     );
-    std::fs::write(&config, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chirpd"))
+    std::fs::write(&config, adjust(text)).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_chirpd"))
         .args(["run", "--config"])
         .arg(&config)
         .env("NOTIFY_SOCKET", &sock_path)
@@ -69,6 +72,14 @@ async fn notify_ready_watchdog_reload_and_stop() {
         .spawn()
         .unwrap();
     expect_notify(&sock, "READY=1");
+    (sock, child, port)
+}
+
+#[tokio::test]
+async fn notify_ready_watchdog_reload_and_stop() {
+    let x = FakeX::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (sock, mut child, _) = start_notified(&dir, &x, |text| text);
     // Fed only when the store, the HTTP server and the workers all make progress; twice to be sure.
     expect_notify(&sock, "WATCHDOG=1");
     expect_notify(&sock, "WATCHDOG=1");
@@ -136,33 +147,10 @@ async fn socket_activation_uses_the_passed_socket() {
 async fn slow_clients_holding_every_connection_do_not_starve_the_watchdog() {
     let x = FakeX::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let sock_path = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.path().join("chirpd.toml");
-    let text = config_toml(&dir.path().join("chirpd.db"), &x.url, "")
-        .replace(
-            "listen = \"127.0.0.1:0\"",
-            &format!("listen = \"127.0.0.1:{port}\"\nmax_connections = 1"),
-        )
-        .replace("header_timeout = \"300ms\"", "header_timeout = \"60s\"");
-    std::fs::write(&config, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chirpd"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "400000")
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    expect_notify(&sock, "READY=1");
+    let (sock, mut child, port) = start_notified(&dir, &x, |text| {
+        text.replace("max_body_bytes", "max_connections = 1\nmax_body_bytes")
+            .replace("header_timeout = \"300ms\"", "header_timeout = \"60s\"")
+    });
     // A client that sends a header a byte at a time holds the only connection.
     let mut slow = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     std::io::Write::write_all(&mut slow, b"GET /healthz HTTP/1.1\r\nX: ").unwrap();
