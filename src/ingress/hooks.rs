@@ -118,16 +118,13 @@ async fn handle(
             "too many requests in flight; retry later".into(),
         );
     };
-    let read =
-        tokio::time::timeout(cfg.server.body_timeout, Limited::new(body, max).collect()).await;
+    let allowed = body_deadline(cfg.server.body_timeout, declared);
+    let read = tokio::time::timeout(allowed, Limited::new(body, max).collect()).await;
     let body = match read {
         Err(_) => {
             return reject(
                 StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "body not received within {} s",
-                    cfg.server.body_timeout.as_secs()
-                ),
+                format!("body not received within {} ms", allowed.as_millis()),
             );
         }
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(max),
@@ -210,7 +207,16 @@ async fn handle(
         };
     }
 
-    match state.store.record_delivery(delivery).await {
+    // A store that does not answer (a stuck disk) must not hold the connection: the sender retries.
+    let recorded = tokio::time::timeout(STORE_DEADLINE, state.store.record_delivery(delivery))
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "no commit within {} s",
+                STORE_DEADLINE.as_secs()
+            )))
+        });
+    match recorded {
         Ok(r) if r.duplicate => {
             tracing::info!(source = %source_id, id = %r.id, "Duplicate delivery acknowledged; nothing new to post.");
             tagged(
@@ -274,6 +280,25 @@ async fn asana_handshake(
     response
 }
 
+/// The longest a request waits for its delivery's commit before it is answered 503.
+const STORE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The slowest a body may arrive, after a short grace: a client trickling a small body a byte a second
+/// is cut off long before `body_timeout`.
+const MIN_BODY_RATE: u64 = 16 * 1024;
+const BODY_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a body of `declared` bytes may take: the grace plus its size at `MIN_BODY_RATE`, and never
+/// more than `body_timeout` (which alone bounds a body of unknown length).
+fn body_deadline(body_timeout: std::time::Duration, declared: Option<u64>) -> std::time::Duration {
+    match declared {
+        Some(n) => (BODY_GRACE
+            + std::time::Duration::from_millis(n.saturating_mul(1000) / MIN_BODY_RATE))
+        .min(body_timeout),
+        None => body_timeout,
+    }
+}
+
 fn store_failed(source_id: &str, e: &StoreError) -> Response {
     tracing::error!(source = %source_id, error = %e, "Cannot store a webhook; the sender was told to retry.");
     reject(
@@ -300,4 +325,31 @@ fn too_large(max: usize) -> Response {
 
 fn reject(status: StatusCode, reason: String) -> Response {
     (status, Json(json!({"error": reason}))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_body_must_arrive_at_a_minimum_rate_and_within_the_body_timeout() {
+        let timeout = Duration::from_secs(30);
+        // A small body gets the grace: trickled a byte a second, it is cut after 5 s, not 30.
+        assert_eq!(
+            body_deadline(timeout, Some(100)),
+            Duration::from_millis(5006)
+        );
+        // 160 KiB at 16 KiB/s: 10 s more.
+        assert_eq!(
+            body_deadline(timeout, Some(160 * 1024)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(body_deadline(timeout, Some(1024 * 1024)), timeout);
+        assert_eq!(body_deadline(timeout, None), timeout);
+        assert_eq!(
+            body_deadline(Duration::from_millis(300), Some(10)),
+            Duration::from_millis(300)
+        );
+    }
 }
