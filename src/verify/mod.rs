@@ -230,4 +230,52 @@ mod tests {
             Ok(())
         );
     }
+
+    fn every_scheme() -> Vec<Verifier> {
+        let secret = || Secret::new("a-long-enough-shared-secret".into());
+        vec![
+            Verifier::Github(github::Github { secret: secret() }),
+            Verifier::Gitlab(gitlab::Gitlab::Token(secret())),
+            Verifier::Standard(
+                standard::Standard::new("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", 300).unwrap(),
+            ),
+            Verifier::Linear(linear::Linear {
+                secret: secret(),
+                tolerance_ms: 60_000,
+            }),
+            Verifier::Slack(slack::Slack {
+                secret: secret(),
+                tolerance_secs: 300,
+            }),
+            Verifier::Asana(asana::Asana {
+                url_token: secret(),
+            }),
+            Verifier::UrlToken(secret()),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever headers and query an outsider sends, the check before the body answers without
+        /// panicking, and a request with no headers at all never passes a header-signed scheme.
+        #[test]
+        fn prechecks_survive_any_headers(
+            names in proptest::collection::vec("(x-hub-signature-256|x-gitlab-token|webhook-signature|webhook-id|webhook-timestamp|linear-signature|x-slack-signature|x-slack-request-timestamp|x-hook-signature)", 0..6),
+            values in proptest::collection::vec("[ -~]{0,80}", 6),
+            query in proptest::option::of("[ -~]{0,60}"),
+            now in proptest::num::i64::ANY,
+        ) {
+            let mut h = HeaderMap::new();
+            for (n, v) in names.iter().zip(&values) {
+                if let Ok(v) = v.parse() {
+                    h.insert(http::HeaderName::from_bytes(n.as_bytes()).unwrap(), v);
+                }
+            }
+            for v in every_scheme() {
+                let _ = v.precheck(&h, query.as_deref(), now);
+                let _ = v.precheck(&HeaderMap::new(), None, now);
+            }
+            let gh = &every_scheme()[0];
+            proptest::prop_assert!(gh.precheck(&HeaderMap::new(), None, now).is_err());
+        }
+    }
 }
