@@ -68,25 +68,19 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
     // The fanout and the dispatchers stop on their own token, after the HTTP server, so that nothing the
     // server accepted during the drain is left unplanned longer than needed.
     let workers = CancellationToken::new();
-    tracker.spawn(supervise("fanout", health.clone(), workers.clone(), {
-        let (store, config, wake, planned, health) = (
-            store.clone(),
-            config_rx.clone(),
-            fanout_wake.clone(),
-            planned_tx.clone(),
-            health.clone(),
-        );
-        move |shutdown| {
-            Fanout {
-                store: store.clone(),
-                config: config.clone(),
-                wake: wake.clone(),
-                planned: planned.clone(),
-                health: health.clone(),
-            }
-            .run(shutdown)
-        }
-    }));
+    let fanout = Fanout {
+        store: store.clone(),
+        config: config_rx.clone(),
+        wake: fanout_wake.clone(),
+        planned: planned_tx,
+        health: health.clone(),
+    };
+    tracker.spawn(supervise(
+        "fanout",
+        health.clone(),
+        workers.clone(),
+        move |shutdown| fanout.clone().run(shutdown),
+    ));
     let team = Team {
         store: store.clone(),
         http: http.clone(),

@@ -12,6 +12,11 @@ use jiff::{Timestamp, ToSpan};
 /// Milliseconds since the Unix epoch.
 pub type UnixMillis = i64;
 
+/// A span of time in milliseconds, saturating at `i64::MAX`, for arithmetic with `UnixMillis`.
+pub fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// Reads the system clock.
 pub fn now_ms() -> UnixMillis {
     // A clock before 1970 is a misconfigured host; treating it as the epoch keeps the daemon running.

@@ -30,7 +30,8 @@ const BATCH: usize = 16;
 /// The longest wait between two tries while the store is unavailable.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// What the fanout shares with the rest of the daemon.
+/// What the fanout shares with the rest of the daemon. Cloned for each (re)start by its supervisor.
+#[derive(Clone)]
 pub struct Fanout {
     pub store: SharedStore,
     pub config: watch::Receiver<Arc<Config>>,
@@ -324,7 +325,7 @@ async fn plan_one(
             event_kind: plan.event.kind.map(|k| k.as_str()),
             project: plan.event.project.clone(),
             subject: settle.and(subject.clone()),
-            due_at: settle.map(|s| now.saturating_add(s.as_millis() as i64)),
+            due_at: settle.map(|s| now.saturating_add(clock::millis(s))),
             merge: None,
         };
         if let (Some(_), Some(subj)) = (settle, &subject) {

@@ -40,7 +40,7 @@ impl Window {
     }
 
     pub fn per_ms(&self) -> i64 {
-        i64::try_from(self.per.as_millis()).unwrap_or(i64::MAX)
+        crate::clock::millis(self.per)
     }
 }
 

@@ -50,10 +50,6 @@ pub struct Pruned {
     pub spend: usize,
 }
 
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 /// Forgets, in batches, everything `config` no longer needs at `now`.
 pub async fn prune_once(
     store: &SharedStore,
@@ -64,18 +60,28 @@ pub async fn prune_once(
     let (this_month, _) = clock::month_bounds(now);
     let (previous_month, _) = clock::month_bounds(this_month.saturating_sub(1));
     Ok(Pruned {
-        bodies: drain(store, Prunable::Bodies, now.saturating_sub(ms(r.bodies))).await?,
-        items: drain(store, Prunable::Items, now.saturating_sub(ms(r.items))).await?,
+        bodies: drain(
+            store,
+            Prunable::Bodies,
+            now.saturating_sub(clock::millis(r.bodies)),
+        )
+        .await?,
+        items: drain(
+            store,
+            Prunable::Items,
+            now.saturating_sub(clock::millis(r.items)),
+        )
+        .await?,
         deliveries: drain(
             store,
             Prunable::Deliveries,
-            now.saturating_sub(ms(r.deliveries)),
+            now.saturating_sub(clock::millis(r.deliveries)),
         )
         .await?,
         ledger: drain(
             store,
             Prunable::Ledger,
-            now.saturating_sub(ms(ledger_horizon(config))),
+            now.saturating_sub(clock::millis(ledger_horizon(config))),
         )
         .await?,
         spend: drain(store, Prunable::Spend, previous_month).await?,
@@ -100,7 +106,7 @@ async fn drain(
 }
 
 /// Publishes the store's size, and warns when it nears the cap.
-pub async fn report_size(store: &SharedStore, config: &Config) -> Result<u64, StoreError> {
+pub async fn report_size(store: &SharedStore, config: &Config) -> Result<(), StoreError> {
     let size = store.size().await?;
     let used = size.bytes.saturating_sub(size.free_bytes);
     metrics::gauge!("chirpd_store_bytes").set(size.bytes as f64);
@@ -114,7 +120,7 @@ pub async fn report_size(store: &SharedStore, config: &Config) -> Result<u64, St
             "The store is past {WARN_AT_PERCENT}% of store.max_size_mb; at the cap new webhooks are answered 503. Shorten [retention] or raise the cap."
         );
     }
-    Ok(used)
+    Ok(())
 }
 
 /// Prunes every `PRUNE_EVERY` until `shutdown`, with the config current at each pass.

@@ -119,8 +119,7 @@ pub(super) fn open_handshake(
     let window = crate::ratelimit::parse_duration(duration).map_err(anyhow::Error::msg)?;
     super::block_on(async {
         let store = existing_store(&config)?;
-        let until = crate::clock::now_ms()
-            .saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+        let until = crate::clock::now_ms().saturating_add(crate::clock::millis(window));
         store.open_handshake(source, until).await?;
         println!(
             "The next handshake of {source} within {duration} may replace its secret; recreate the webhook now."

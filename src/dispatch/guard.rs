@@ -15,13 +15,18 @@ pub(super) struct Guard {
 }
 
 impl Worker {
+    /// How often a public account is checked again, and how long tweets wait meanwhile.
+    pub(super) fn recheck_while_public(&self) -> std::time::Duration {
+        PUBLIC_RECHECK.min(self.settings.protected_check_every)
+    }
+
     /// Whether tweets may go out now; asks X when the last finding is due for a check.
     pub(super) async fn account_is_protected(&self, x: &XClient, guard: &mut Guard) -> bool {
         let d = &self.destination;
         let every = if guard.protected {
             self.settings.protected_check_every
         } else {
-            PUBLIC_RECHECK.min(self.settings.protected_check_every)
+            self.recheck_while_public()
         };
         if guard.checked_at.is_some_and(|t| t.elapsed() < every) {
             return guard.protected;

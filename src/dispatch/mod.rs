@@ -160,9 +160,7 @@ impl Worker {
             && !self.destination.dry_run
             && !self.account_is_protected(x, guard).await
         {
-            return Ok(Turn::Wait(
-                PUBLIC_RECHECK.min(self.settings.protected_check_every),
-            ));
+            return Ok(Turn::Wait(self.recheck_while_public()));
         }
         self.health.clear(&self.destination.id);
         // Mark the planned counter seen before looking, so items planned after this look wake us.

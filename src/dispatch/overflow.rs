@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::clock::UnixMillis;
+use crate::clock::{self, UnixMillis};
 use crate::outbox::{Item, NewDigest, StoreError};
 use crate::render::digest::{self, Folded};
 use crate::render::fit;
@@ -54,8 +54,7 @@ impl Worker {
                     // Keep the last slot of the window for a digest of whatever comes next.
                     queued.len() > room - 1
                 } else if let Some(oldest) = queued.first() {
-                    let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-                    let ready_at = oldest.created_at.saturating_add(delay_ms);
+                    let ready_at = oldest.created_at.saturating_add(clock::millis(*delay));
                     if now < ready_at {
                         return Ok(Some(Turn::Wait(wait_until(now, ready_at))));
                     }

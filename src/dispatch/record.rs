@@ -112,7 +112,7 @@ impl Worker {
         );
         tracing::warn!(destination = %d.id, item = %item.id, %reason, retry_in_ms = delay.as_millis() as u64, "Attempt failed ({reason}); will retry.");
         Finish::Retry {
-            at: now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+            at: now.saturating_add(clock::millis(delay)),
             error: reason,
         }
     }
@@ -120,7 +120,7 @@ impl Worker {
     /// The account itself was refused: the destination is held for `PAUSE` and `/readyz` says why.
     async fn pause(&self, reason: &str, now: i64) -> Result<Finish, StoreError> {
         let d = &self.destination;
-        let until = now.saturating_add(PAUSE.as_millis() as i64);
+        let until = now.saturating_add(clock::millis(PAUSE));
         let why = format!("paused: {reason}");
         let block = Block {
             until,

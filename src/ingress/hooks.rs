@@ -1,10 +1,12 @@
 //! `POST /hooks/{source}`: the webhook endpoint.
 //!
-//! The order is the contract of docs/contract.md §1: find the source; refuse an oversized body before reading it
-//! (413); read the body within the body timeout; verify the signature on the exact raw bytes (401);
-//! answer provider handshakes; only then look at the body (400 if it is not JSON); dedupe and store it
-//! with fsync; and only then answer 202 (or 200 for a duplicate). A store failure answers 503 so the
-//! sender retries, and nothing was half-written.
+//! The order is the contract of docs/contract.md §1: find the source; refuse an oversized body before
+//! reading it (413); refuse what the headers and URL alone prove wrong (401); reserve room in the shared
+//! body budget (503); read the body at a minimum rate within the body timeout (408); verify the signature
+//! on the exact raw bytes (401); answer provider handshakes; only then look at the body (400 if it is not
+//! JSON); dedupe and store it with fsync; and only then answer 202 (or 200 for a duplicate). A store
+//! failure, or no commit within `STORE_DEADLINE`, answers 503 so the sender retries, and nothing was
+//! half-written.
 
 use std::time::Instant;
 

@@ -110,7 +110,10 @@ impl Templates {
             .map_err(|e| self.error(name, &e))?;
         let out = tmpl.render(ctx).map_err(|e| self.error(name, &e))?;
         // A template whose values are all empty says nothing; the marks alone are not a post.
-        if neutral::unmark(&out).trim().is_empty() {
+        if out
+            .chars()
+            .all(|c| c.is_whitespace() || c == neutral::OPEN || c == neutral::CLOSE)
+        {
             return Ok(String::new());
         }
         Ok(out.trim().to_string())
