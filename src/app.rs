@@ -15,9 +15,8 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::clock;
 use crate::config::{self, Config, ProcessEnv};
-use crate::dispatch::{Sink, Worker};
+use crate::dispatch::{Sink, Worker, lead};
 use crate::fanout::Fanout;
 use crate::health::Health;
 use crate::ingress::{self, AppState};
@@ -41,17 +40,20 @@ pub struct Control {
 
 /// Runs the daemon until `control.shutdown` is cancelled. Items not yet sent stay queued in the store.
 pub async fn run(config: Config, listener: TcpListener, control: Control) -> anyhow::Result<()> {
-    // Installed before anything records a metric.
-    let metrics = telemetry::metrics_handle();
-    let store = outbox::open(&config.store_path, config.store_max_bytes)
-        .with_context(|| format!("cannot open the store at {}", config.store_path.display()))?;
-    let recovered = store.recover_interrupted(clock::now_ms()).await?;
-    if recovered > 0 {
-        tracing::warn!(
-            items = recovered,
-            "Items were being sent when chirpd last stopped; they will be sent again with the same text (X refuses true duplicates)."
-        );
-    }
+    // Installed before anything records a metric. In a fleet every series carries the instance's name.
+    let metrics = telemetry::install_metrics(
+        config
+            .fleet
+            .url
+            .is_some()
+            .then_some(config.fleet.instance.as_str()),
+    );
+    let store = outbox::open_configured(&config, outbox::Role::Daemon)
+        .await
+        .with_context(|| match &config.fleet.url {
+            Some(url) => format!("cannot open the PostgreSQL store ({})", url.reference),
+            None => format!("cannot open the store at {}", config.store_path.display()),
+        })?;
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("chirpd/", env!("CARGO_PKG_VERSION")))
@@ -61,6 +63,7 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
     let fanout_wake = Arc::new(Notify::new());
     let (planned_tx, planned_rx) = watch::channel(0u64);
     let planned_tx = Arc::new(planned_tx);
+    let team_planned = planned_tx.clone();
     let local = listener.local_addr()?;
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
 
@@ -88,6 +91,31 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
         planned: planned_rx,
     };
     let mut generation = team.spawn(&config_rx.borrow(), &workers);
+    tracker.spawn(supervise("leases", health.clone(), workers.clone(), {
+        let (store, config, health, planned) = (
+            store.clone(),
+            config_rx.clone(),
+            health.clone(),
+            team_planned.clone(),
+        );
+        move |shutdown| {
+            lead::lead_forever(
+                store.clone(),
+                config.clone(),
+                health.clone(),
+                planned.clone(),
+                shutdown,
+            )
+        }
+    }));
+    if let Some(changes) = store.changes() {
+        tracker.spawn(relay_changes(
+            changes,
+            fanout_wake.clone(),
+            team_planned.clone(),
+            workers.clone(),
+        ));
+    }
     tracker.spawn(retention::prune_forever(
         store.clone(),
         config_rx.clone(),
@@ -162,8 +190,40 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
             "Some tasks did not finish in time; queued items are sent on the next start."
         );
     }
+    // The workers stopped: another instance may take over their destinations at once.
+    let led: Vec<String> = health.leading().into_iter().collect();
+    if let Err(e) = store.release(&led).await {
+        tracing::warn!(error = %e, "Cannot release the destinations' leases; another instance takes over when they lapse.");
+    }
     tracing::info!("chirpd stopped.");
     Ok(())
+}
+
+/// Turns other instances' announcements into wake-ups: new deliveries wake the fanout, new items the
+/// workers, and a resync (announcements may have been missed) both.
+async fn relay_changes(
+    mut changes: tokio::sync::broadcast::Receiver<outbox::Change>,
+    fanout: Arc<Notify>,
+    planned: Arc<watch::Sender<u64>>,
+    shutdown: CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let bump = || planned.send_modify(|n| *n = n.wrapping_add(1));
+    loop {
+        let change = tokio::select! {
+            c = changes.recv() => c,
+            _ = shutdown.cancelled() => return,
+        };
+        match change {
+            Ok(outbox::Change::Deliveries) => fanout.notify_one(),
+            Ok(outbox::Change::Items(_)) => bump(),
+            Ok(outbox::Change::Resync) | Err(RecvError::Lagged(_)) => {
+                fanout.notify_one();
+                bump();
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
 }
 
 /// Loads and validates the config file again and publishes it; on any error keeps the running one.
@@ -230,6 +290,19 @@ pub fn keep_restart_only(current: &Config, next: &mut Config) -> Vec<&'static st
     if next.store_max_bytes != current.store_max_bytes {
         next.store_max_bytes = current.store_max_bytes;
         kept.push("store.max_size_mb");
+    }
+    let url = |c: &Config| c.fleet.url.as_ref().map(|u| u.reference.clone());
+    if url(next) != url(current) {
+        next.fleet.url = current.fleet.url.clone();
+        kept.push("store.url");
+    }
+    if next.fleet.instance != current.fleet.instance {
+        next.fleet.instance = current.fleet.instance.clone();
+        kept.push("store.instance");
+    }
+    if next.fleet.pool_size != current.fleet.pool_size {
+        next.fleet.pool_size = current.fleet.pool_size;
+        kept.push("store.pool_size");
     }
     kept
 }

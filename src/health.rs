@@ -3,7 +3,7 @@
 //! This is in-memory state only: each fact is re-learned after a restart by the next attempt or check.
 //! It also keeps each worker's heartbeat, which the systemd watchdog reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,9 @@ pub struct Health {
     beats: Arc<Mutex<BTreeMap<String, Instant>>>,
     /// Pipeline stages (the fanout) that are failing, with why; `/readyz` is unready while any is.
     stages: Arc<Mutex<BTreeMap<&'static str, String>>>,
+    /// The destinations this instance sends for (on SQLite, all of them; in a fleet, those whose lease
+    /// it holds).
+    leading: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Health {
@@ -101,6 +104,35 @@ impl Health {
 
     pub fn holds(&self) -> BTreeMap<String, Hold> {
         self.holds.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    /// Records which destinations this instance leads now; returns whether that changed.
+    pub fn set_leading(&self, now: BTreeSet<String>) -> bool {
+        let Ok(mut leading) = self.leading.lock() else {
+            return false;
+        };
+        if *leading == now {
+            return false;
+        }
+        for d in leading.difference(&now) {
+            metrics::gauge!("chirpd_leader", "destination" => d.clone()).set(0.0);
+        }
+        for d in &now {
+            metrics::gauge!("chirpd_leader", "destination" => d.clone()).set(1.0);
+        }
+        *leading = now;
+        true
+    }
+
+    pub fn leads(&self, destination: &str) -> bool {
+        self.leading
+            .lock()
+            .map(|l| l.contains(destination))
+            .unwrap_or(false)
+    }
+
+    pub fn leading(&self) -> BTreeSet<String> {
+        self.leading.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }
 

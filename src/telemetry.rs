@@ -64,9 +64,20 @@ const BUCKETS: &[f64] = &[
 
 /// The Prometheus handle, installing the recorder on first use.
 pub fn metrics_handle() -> PrometheusHandle {
+    install_metrics(None)
+}
+
+/// Installs the recorder if no one did yet, with every series labelled `chirpd_instance` when `instance`
+/// is given (a fleet member; `instance` is the label Prometheus itself sets to the scraped address), and
+/// returns its handle.
+pub fn install_metrics(instance: Option<&str>) -> PrometheusHandle {
     METRICS
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
+            let builder = match instance {
+                Some(name) => PrometheusBuilder::new().add_global_label("chirpd_instance", name),
+                None => PrometheusBuilder::new(),
+            };
+            let recorder = builder
                 .set_buckets(BUCKETS)
                 .map(PrometheusBuilder::build_recorder)
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());

@@ -44,17 +44,18 @@ pub(super) fn auth_x(
         }
         // The first setup step may come before the service ever ran, so this one command may create the
         // store; it says where, so a wrong path shows at once.
-        let store = crate::outbox::open(&config.store_path, None)?;
+        let store = crate::outbox::open_configured(&config, crate::outbox::Role::Command).await?;
         let tokens = Tokens {
             access: tokens.access_token,
             refresh: tokens.refresh_token,
             expires_at: tokens.expires_at,
         };
         store.set_tokens(destination, tokens, now).await?;
-        println!(
-            "Tokens stored for {destination} in {}; chirpd refreshes them by itself.",
-            config.store_path.display()
-        );
+        let place = match &config.fleet.url {
+            Some(url) => format!("the PostgreSQL store ({})", url.reference),
+            None => config.store_path.display().to_string(),
+        };
+        println!("Tokens stored for {destination} in {place}; chirpd refreshes them by itself.");
         Ok(())
     })
 }

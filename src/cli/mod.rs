@@ -78,6 +78,14 @@ pub enum Command {
         #[command(subcommand)]
         command: HandshakeCommand,
     },
+    /// Manage the store itself.
+    Store {
+        /// Config file; may also follow the subcommand (`chirpd store migrate --config FILE …`).
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Inspect the outbox of a stopped or running daemon.
     Queue {
         /// Config file; may also follow the subcommand (`chirpd queue list --config FILE`).
@@ -112,6 +120,17 @@ pub enum HandshakeCommand {
         /// How long the window stays open (e.g. 10m, 1h).
         #[arg(long = "for", default_value = "10m")]
         duration: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy a SQLite store (stop the daemon using it first) into the PostgreSQL database of the config's
+    /// store.url, which must hold no deliveries yet.
+    Migrate {
+        /// The SQLite file, e.g. /var/lib/chirpd/chirpd.db.
+        #[arg(long)]
+        from: PathBuf,
     },
 }
 
@@ -151,6 +170,10 @@ pub fn main(cli: Cli) -> ExitCode {
             payload,
         } => check::preview(config.as_deref(), &source, event.as_deref(), json, &payload),
         Command::Queue { config, command } => queue::queue(config.as_deref(), command),
+        Command::Store {
+            config,
+            command: StoreCommand::Migrate { from },
+        } => queue::migrate_store(config.as_deref(), &from),
         Command::Handshake {
             config,
             command: HandshakeCommand::Open { source, duration },
@@ -219,8 +242,12 @@ pub(super) fn load_for_inspection(flag: Option<&Path>) -> anyhow::Result<Config>
 }
 
 /// Opens the store the config names, which must exist: a command run with the wrong config or from the
-/// wrong directory must not quietly create an empty store and work on that.
-pub(super) fn existing_store(config: &Config) -> anyhow::Result<crate::outbox::SharedStore> {
+/// wrong directory must not quietly create an empty store and work on that. A PostgreSQL store is named
+/// by its URL, so it is opened (and migrated) as the daemon would.
+pub(super) async fn existing_store(config: &Config) -> anyhow::Result<crate::outbox::SharedStore> {
+    if config.fleet.url.is_some() {
+        return Ok(crate::outbox::open_configured(config, crate::outbox::Role::Command).await?);
+    }
     let path = &config.store_path;
     if !path.exists() {
         anyhow::bail!(

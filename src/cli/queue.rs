@@ -15,7 +15,7 @@ use super::{QueueCommand, existing_store, load_for_inspection};
 pub(super) fn queue(flag: Option<&Path>, command: QueueCommand) -> anyhow::Result<()> {
     let config = load_for_inspection(flag)?;
     super::block_on(async {
-        let store = existing_store(&config)?;
+        let store = existing_store(&config).await?;
         let mut out = std::io::stdout().lock();
         match command {
             QueueCommand::List {
@@ -118,11 +118,45 @@ pub(super) fn open_handshake(
     }
     let window = crate::ratelimit::parse_duration(duration).map_err(anyhow::Error::msg)?;
     super::block_on(async {
-        let store = existing_store(&config)?;
+        let store = existing_store(&config).await?;
         let until = crate::clock::now_ms().saturating_add(crate::clock::millis(window));
         store.open_handshake(source, until).await?;
         println!(
             "The next handshake of {source} within {duration} may replace its secret; recreate the webhook now."
+        );
+        Ok(())
+    })
+}
+
+/// `chirpd store migrate --from FILE`: copies a SQLite store into the config's PostgreSQL database.
+pub(super) fn migrate_store(flag: Option<&Path>, from: &Path) -> anyhow::Result<()> {
+    let config = load_for_inspection(flag)?;
+    let Some(url) = &config.fleet.url else {
+        anyhow::bail!(
+            "the config has no store.url: name the PostgreSQL database to copy the store into"
+        );
+    };
+    if !from.exists() {
+        anyhow::bail!("no SQLite store at {}", from.display());
+    }
+    let url = url
+        .value
+        .clone()
+        .map_err(|e| anyhow::anyhow!("store.url {}: {e}", url.reference))?;
+    super::block_on(async {
+        let copied =
+            crate::outbox::postgres::import_sqlite(from, &url, &config.fleet.instance).await?;
+        println!(
+            "Copied {} deliveries, {} outbox items, {} ledger rows and {} other rows from {} into PostgreSQL.",
+            copied.deliveries,
+            copied.items,
+            copied.ledger,
+            copied.other,
+            from.display()
+        );
+        println!(
+            "Point every instance at store.url and start them; keep {} until you have checked the posts.",
+            from.display()
         );
         Ok(())
     })

@@ -41,6 +41,8 @@ pub struct Config {
     pub store_path: PathBuf,
     /// A cap on the store's size in bytes, if the admin set one.
     pub store_max_bytes: Option<u64>,
+    /// The fleet settings, and the PostgreSQL database that replaces the SQLite file when set.
+    pub fleet: Fleet,
     pub dispatch: Dispatch,
     pub retention: Retention,
     pub sources: BTreeMap<String, Source>,
@@ -74,6 +76,28 @@ pub struct Dispatch {
     pub request_timeout: Duration,
     /// How often a `require_protected` destination's account is checked.
     pub protected_check_every: Duration,
+}
+
+/// How this instance shares a PostgreSQL store with others.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// The PostgreSQL database; none: the SQLite file at `store_path`, for this instance alone.
+    pub url: Option<DatabaseUrl>,
+    /// This instance's name, as logs, `/readyz` and `/metrics` show it.
+    pub instance: String,
+    /// How long a destination's lease lasts unrenewed.
+    pub lease: Duration,
+    /// The most connections to PostgreSQL.
+    pub pool_size: usize,
+}
+
+/// `store.url`: the reference as written, and its value. A command that reads no other secret
+/// (`chirpd queue`) still needs this one, so when the config is loaded for inspection a reference that
+/// cannot be resolved is kept with its error, which only opening the store reports.
+#[derive(Debug, Clone)]
+pub struct DatabaseUrl {
+    pub reference: String,
+    pub value: Result<secret::Secret, String>,
 }
 
 /// How long the store keeps what it no longer needs to post.
@@ -207,6 +231,26 @@ fn store_path(configured: &str, config_file: Option<&Path>, env: &dyn Env) -> Pa
     p
 }
 
+/// Checks that a resolved `store.url` is a PostgreSQL URL, naming what is wrong without quoting it (it
+/// holds a password).
+fn database_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err("must be a postgres:// or postgresql:// URL".to_string());
+    }
+    url.parse::<tokio_postgres::Config>()
+        .map(|_| ())
+        .map_err(|e| format!("is not a PostgreSQL URL chirpd can use: {e}"))
+}
+
+/// The host's name, the default instance name of a fleet member.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "chirpd".to_string())
+}
+
 fn validate(
     raw: RawConfig,
     loc: &Locator,
@@ -299,6 +343,36 @@ fn validate(
         env: &lookup,
         inspect_only,
     };
+    let fleet = Fleet {
+        url: raw.store.url.as_deref().and_then(|reference| {
+            let value = secret::resolve(reference, &lookup)
+                .map_err(|e| e.to_string())
+                .and_then(|url| database_url(url.expose()).map(|()| url));
+            match value {
+                Err(e) if !inspect_only => {
+                    err("store.url", e);
+                    None
+                }
+                value => Some(DatabaseUrl {
+                    reference: secret::describe(reference),
+                    value,
+                }),
+            }
+        }),
+        instance: if raw.store.instance.is_empty() {
+            host_name()
+        } else {
+            raw.store.instance.clone()
+        },
+        lease: duration("store.lease", &raw.store.lease, &mut err),
+        pool_size: raw.store.pool_size.clamp(2, 512),
+    };
+    if fleet.lease < Duration::from_secs(1) {
+        err(
+            "store.lease",
+            "must be at least 1s: a lease is renewed several times within it".to_string(),
+        );
+    }
     let mut sources = BTreeMap::new();
     for (id, s) in &raw.sources {
         match sources::source(id, s, &secrets) {
@@ -378,6 +452,7 @@ fn validate(
         store_path,
         store_max_bytes: (raw.store.max_size_mb > 0)
             .then(|| raw.store.max_size_mb.saturating_mul(1024 * 1024)),
+        fleet,
         dispatch,
         retention,
         sources,

@@ -57,8 +57,17 @@ impl Default for RawServer {
 pub struct RawStore {
     pub path: String,
     /// A cap on the database's size in MiB (0: none); past it new webhooks are answered 503, as on a full
-    /// disk.
+    /// disk. On PostgreSQL it only sets when a warning is logged: the database's own quota is the cap.
     pub max_size_mb: u64,
+    /// A PostgreSQL URL (a secret reference: it usually holds a password); set, it replaces `path`.
+    pub url: Option<String>,
+    /// This instance's name in a fleet (logs, `/readyz`, `/metrics`); empty: the host name.
+    pub instance: String,
+    /// How long a destination's lease lasts without renewal: the longest another instance waits to take
+    /// over the sending for a destination whose leader died.
+    pub lease: String,
+    /// Connections to PostgreSQL this instance keeps at most.
+    pub pool_size: usize,
 }
 
 impl Default for RawStore {
@@ -66,6 +75,10 @@ impl Default for RawStore {
         RawStore {
             path: "chirpd.db".to_string(),
             max_size_mb: 1024,
+            url: None,
+            instance: String::new(),
+            lease: "10s".to_string(),
+            pool_size: 16,
         }
     }
 }

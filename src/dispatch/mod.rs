@@ -15,6 +15,7 @@
 mod auth;
 mod gate;
 mod guard;
+pub mod lead;
 mod overflow;
 mod recipient;
 mod record;
@@ -137,6 +138,12 @@ impl Worker {
 
     /// One turn: folds, drops or sends at most one item.
     async fn turn(&mut self, guard: &mut Guard) -> Result<Turn, StoreError> {
+        if !self.health.leads(&self.destination.id) {
+            // Another instance sends for this destination (or this one is taking over); its holds are that
+            // instance's to show. Leadership changes wake this worker.
+            self.health.clear(&self.destination.id);
+            return Ok(Turn::Wait(IDLE_POLL));
+        }
         let now = clock::now_ms();
         let (gate, capacity) = self.gate(now).await?;
         if let Gate::Closed {

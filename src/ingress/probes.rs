@@ -80,6 +80,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
             "sources": config.sources.len(),
             "destinations": config.destinations.len(),
             "routes": config.pipeline.routes.len(),
+            "store": if config.fleet.url.is_some() { "postgres" } else { "sqlite" },
+            "instance": config.fleet.instance,
+            "leading": state.health.leading(),
         })),
     )
 }

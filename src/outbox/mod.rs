@@ -1,13 +1,16 @@
 //! The durable store: deliveries, the outbox, the send ledger and rate-limit holds.
 //!
-//! `Store` is the trait the rest of the daemon uses, and `SharedStore` the handle it passes around;
-//! SQLite (`sqlite/`) is its backend today. Every method returns only after its transaction committed
-//! durably, so a caller that got `Ok` may promise durability (the ingress answers 2xx on it).
-//! Nothing here knows about HTTP, templates or X, and no other module sees SQL.
+//! `Store` is the trait the rest of the daemon uses, and `SharedStore` the handle it passes around.
+//! Two backends keep it: SQLite (`sqlite/`, the embedded default, one process) and PostgreSQL
+//! (`postgres/`, a fleet of instances sharing one database). Every method returns only after its
+//! transaction committed durably, so a caller that got `Ok` may promise durability (the ingress answers
+//! 2xx on it). Nothing here knows about HTTP, templates or X, and no other module sees SQL.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::clock::UnixMillis;
 use crate::config::secret::Secret;
@@ -297,8 +300,28 @@ pub trait Store: Send + Sync + 'static {
     /// Commits how an attempt on a `sending` item ended.
     async fn finish(&self, id: &str, how: Finish, now: UnixMillis) -> Result<(), StoreError>;
 
-    /// Puts items left `sending` by a crash back in the queue; they are sent again with the same text.
-    async fn recover_interrupted(&self, now: UnixMillis) -> Result<usize, StoreError>;
+    /// Takes or renews this process's lease on each destination, for `ttl`, and returns the ones it
+    /// leads now. Only a destination's leader claims its items, so that one process sends for it across
+    /// the fleet. A lease taken from a leader that stopped renewing it (or, on SQLite, a destination led
+    /// for the first time since the store was opened) puts the items that leader left `sending` back in
+    /// the queue, in the same transaction: they are sent again with the same text, and the duplicate
+    /// refusal of X proves an earlier success.
+    async fn lead(
+        &self,
+        destinations: &[String],
+        ttl: Duration,
+        now: UnixMillis,
+    ) -> Result<Vec<Led>, StoreError>;
+
+    /// Gives up this process's leases on `destinations` (at shutdown, once their workers stopped), so
+    /// that another instance takes over at once instead of after the lease expires.
+    async fn release(&self, destinations: &[String]) -> Result<(), StoreError>;
+
+    /// Work other processes stored that this one should act on, for backends shared by several
+    /// processes; none for a store only this process writes.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
 
     /// Requests made to `destination` after `since`: their count and the oldest one's time.
     async fn ledger(
@@ -416,6 +439,25 @@ pub trait Store: Send + Sync + 'static {
     async fn probe_commit(&self) -> Result<(), StoreError>;
 }
 
+/// A destination this process leads after `Store::lead`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Led {
+    pub destination: String,
+    /// Items a former leader (or this process, before a crash) left `sending`, now queued again.
+    pub recovered: usize,
+}
+
+/// Work another process stored, as a shared backend announces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// New deliveries wait to be planned.
+    Deliveries,
+    /// New or re-queued items wait for this destination.
+    Items(String),
+    /// Announcements may have been missed (the connection that hears them was lost): look at everything.
+    Resync,
+}
+
 /// What retention may forget, oldest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prunable {
@@ -448,6 +490,39 @@ pub fn open(path: &Path, max_bytes: Option<u64>) -> Result<SharedStore, StoreErr
     Ok(std::sync::Arc::new(sqlite::SqliteStore::open(
         path, max_bytes,
     )?))
+}
+
+/// What opening a store needs to know besides where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The daemon: listens for other instances' announcements.
+    Daemon,
+    /// A command run by the admin: reads and changes, and hears nothing.
+    Command,
+}
+
+/// Opens the store the config names: PostgreSQL when `store.url` is set, else the SQLite file. On
+/// PostgreSQL the schema is migrated under a lock, so that instances starting together do not race.
+pub async fn open_configured(
+    config: &crate::config::Config,
+    role: Role,
+) -> Result<SharedStore, StoreError> {
+    match &config.fleet.url {
+        None => open(&config.store_path, config.store_max_bytes),
+        Some(url) => {
+            let value = url.value.as_ref().map_err(|e| {
+                StoreError::Unavailable(format!("store.url {}: {e}", url.reference))
+            })?;
+            let store = postgres::PgStore::connect(
+                value,
+                &config.fleet.instance,
+                config.fleet.pool_size,
+                role == Role::Daemon,
+            )
+            .await?;
+            Ok(std::sync::Arc::new(store))
+        }
+    }
 }
 
 /// A destination's OAuth 2.0 user tokens.

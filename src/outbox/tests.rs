@@ -1,10 +1,78 @@
 //! The store's contract, as every backend must keep it: each test drives a `SharedStore` through the
-//! trait only, so a second backend runs the same tests.
+//! trait only, and `contract!` runs it on SQLite and on PostgreSQL (a real throwaway cluster).
 
 use super::*;
 
-fn open_in(dir: &tempfile::TempDir) -> SharedStore {
-    open(&dir.path().join("s.db"), None).unwrap()
+/// A store's backing database; `open` gives a new handle to it each time, as a new process would get.
+enum Db {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Db {
+    fn sqlite() -> Db {
+        Db::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    fn postgres() -> Db {
+        Db::Postgres(postgres::test_cluster::shared().create_database())
+    }
+
+    async fn open(&self) -> SharedStore {
+        match self {
+            Db::Sqlite(dir) => open(&dir.path().join("s.db"), None).unwrap(),
+            Db::Postgres(url) => std::sync::Arc::new(
+                postgres::PgStore::connect(&Secret::new(url.clone()), "test", 8, false)
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
+
+    /// A new handle that leads `team`, as the daemon's leader task would make it.
+    async fn open_leading(&self) -> SharedStore {
+        let store = self.open().await;
+        lead_team(&store).await;
+        store
+    }
+}
+
+/// The lease length the contract tests use: short, so that a handle dropped without releasing (a
+/// crash) is taken over quickly.
+const TEST_LEASE: Duration = Duration::from_secs(1);
+
+/// Leads `team`, waiting for a lease a dropped handle left to lapse; returns how many items were put
+/// back in the queue.
+async fn lead_team(store: &SharedStore) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let led = store
+            .lead(&["team".to_string()], TEST_LEASE, 20)
+            .await
+            .unwrap();
+        if let Some(l) = led.first() {
+            return l.recovered;
+        }
+        assert!(std::time::Instant::now() < deadline, "never led team");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs a contract test on each backend.
+macro_rules! contract {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Db::sqlite()).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Db::postgres()).await
+            }
+        }
+    };
 }
 
 /// Stores one delivery's plan.
@@ -56,10 +124,9 @@ fn item(dest: &str) -> NewItem {
     }
 }
 
-#[tokio::test]
-async fn duplicates_by_id_or_body_find_the_first_copy() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_in(&dir);
+contract!(duplicates_by_id_or_body_find_the_first_copy);
+async fn duplicates_by_id_or_body_find_the_first_copy(db: Db) {
+    let store = db.open_leading().await;
     let first = store.record_delivery(delivery("a", b"{1}")).await.unwrap();
     assert!(!first.duplicate);
     let again = store.record_delivery(delivery("a", b"{2}")).await.unwrap();
@@ -76,10 +143,9 @@ async fn duplicates_by_id_or_body_find_the_first_copy() {
     assert_eq!(store.delivery_count().await.unwrap(), 1);
 }
 
-#[tokio::test]
-async fn concurrent_records_share_commits_and_all_land() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_in(&dir);
+contract!(concurrent_records_share_commits_and_all_land);
+async fn concurrent_records_share_commits_and_all_land(db: Db) {
+    let store = db.open_leading().await;
     let mut tasks = Vec::new();
     for i in 0..200 {
         let store = store.clone();
@@ -95,11 +161,9 @@ async fn concurrent_records_share_commits_and_all_land() {
     assert_eq!(store.delivery_count().await.unwrap(), 200);
 }
 
-#[tokio::test]
-async fn items_move_through_their_states_and_survive_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.db");
-    let store = open(&path, None).unwrap();
+contract!(items_move_through_their_states_and_survive_reopening);
+async fn items_move_through_their_states_and_survive_reopening(db: Db) {
+    let store = db.open_leading().await;
     let d = store.record_delivery(delivery("a", b"{}")).await.unwrap();
     assert_eq!(store.unplanned(10).await.unwrap().len(), 1);
     save_plan(
@@ -120,9 +184,9 @@ async fn items_move_through_their_states_and_survive_reopening() {
     assert!(store.claim("team", 10).await.unwrap().is_none());
     drop(store);
 
-    // A crash while sending: reopening finds it `sending` and recovery queues it again.
-    let store = open(&path, None).unwrap();
-    assert_eq!(store.recover_interrupted(20).await.unwrap(), 1);
+    // A crash while sending: a new handle finds it `sending`, and leading the destination queues it again.
+    let store = db.open().await;
+    assert_eq!(lead_team(&store).await, 1);
     let again = store.claim("team", 20).await.unwrap().unwrap();
     assert_eq!(
         (again.id.as_str(), again.attempts),
@@ -169,10 +233,9 @@ fn digest_of(ids: &[String], now: UnixMillis) -> NewDigest {
     }
 }
 
-#[tokio::test]
-async fn folding_replaces_items_with_one_digest_atomically() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_in(&dir);
+contract!(folding_replaces_items_with_one_digest_atomically);
+async fn folding_replaces_items_with_one_digest_atomically(db: Db) {
+    let store = db.open_leading().await;
     let mut ids = Vec::new();
     for i in 0..3 {
         let d = store
@@ -212,10 +275,9 @@ async fn folding_replaces_items_with_one_digest_atomically() {
     assert_eq!(store.due("team", 3, 10).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn tokens_and_user_ids_are_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_in(&dir);
+contract!(tokens_and_user_ids_are_kept);
+async fn tokens_and_user_ids_are_kept(db: Db) {
+    let store = db.open_leading().await;
     assert!(store.tokens("team").await.unwrap().is_none());
     let tokens = Tokens {
         access: Secret::new("a1".into()),
@@ -235,10 +297,9 @@ async fn tokens_and_user_ids_are_kept() {
     );
 }
 
-#[tokio::test]
-async fn planning_twice_creates_no_second_item() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_in(&dir);
+contract!(planning_twice_creates_no_second_item);
+async fn planning_twice_creates_no_second_item(db: Db) {
+    let store = db.open_leading().await;
     let d = store.record_delivery(delivery("a", b"{}")).await.unwrap();
     for _ in 0..2 {
         save_plan(&store, d.id.clone(), "n", None, vec![item("team")], 1)
@@ -248,10 +309,9 @@ async fn planning_twice_creates_no_second_item() {
     assert_eq!(store.items(None, 10).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn released_items_do_not_count_an_attempt_and_blocks_keep_the_latest() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_in(&dir);
+contract!(released_items_do_not_count_an_attempt_and_blocks_keep_the_latest);
+async fn released_items_do_not_count_an_attempt_and_blocks_keep_the_latest(db: Db) {
+    let store = db.open_leading().await;
     let d = store.record_delivery(delivery("a", b"{}")).await.unwrap();
     save_plan(&store, d.id, "n", None, vec![item("team")], 1)
         .await
@@ -301,10 +361,9 @@ async fn released_items_do_not_count_an_attempt_and_blocks_keep_the_latest() {
     );
 }
 
-#[tokio::test]
-async fn a_digest_folds_only_its_own_recipients_items() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_in(&dir);
+contract!(a_digest_folds_only_its_own_recipients_items);
+async fn a_digest_folds_only_its_own_recipients_items(db: Db) {
+    let store = db.open_leading().await;
     let d = store.record_delivery(delivery("a", b"{}")).await.unwrap();
     let dm = |recipient: &str| NewItem {
         recipient: recipient.into(),

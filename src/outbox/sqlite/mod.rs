@@ -2,8 +2,9 @@
 //! group-committed) or on the read-only connection (queries), both in `writer.rs`; the SQL of each
 //! operation is in `sql.rs`. Nothing outside `outbox` sees SQL or a `rusqlite` type.
 
+use std::collections::HashSet;
 use std::path::Path;
-#[cfg(test)]
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -13,7 +14,7 @@ use tokio::sync::oneshot;
 use crate::clock::UnixMillis;
 use crate::config::secret::Secret;
 use crate::outbox::{
-    Block, Finish, Item, ItemState, NewDelivery, NewDigest, NewItem, PlanRecord, Prunable,
+    Block, Finish, Item, ItemState, Led, NewDelivery, NewDigest, NewItem, PlanRecord, Prunable,
     Recorded, Store, StoreError, StoreSize, StoredDelivery, Tokens, new_id,
 };
 
@@ -30,6 +31,8 @@ pub struct SqliteStore {
     writer: Writer,
     /// Queries, which need no commit.
     reader: Reader,
+    /// The destinations led since the store was opened: their interrupted items were recovered.
+    led: Arc<Mutex<HashSet<String>>>,
 }
 
 impl SqliteStore {
@@ -40,6 +43,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer,
             reader: Reader::open(path)?,
+            led: Arc::default(),
         })
     }
 
@@ -166,9 +170,51 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn recover_interrupted(&self, now: UnixMillis) -> Result<usize, StoreError> {
-        self.write(now, |c, now| sql::recover_interrupted(c, *now))
-            .await
+    async fn lead(
+        &self,
+        destinations: &[String],
+        _ttl: Duration,
+        now: UnixMillis,
+    ) -> Result<Vec<Led>, StoreError> {
+        // One process has the file: it leads every destination. The first time it leads one since the
+        // store was opened, what the last run left `sending` goes back to the queue.
+        let first: Vec<String> = {
+            let led = self.led.lock().unwrap_or_else(|p| p.into_inner());
+            destinations
+                .iter()
+                .filter(|d| !led.contains(*d))
+                .cloned()
+                .collect()
+        };
+        let recovered = if first.is_empty() {
+            Vec::new()
+        } else {
+            self.write((first.clone(), now), |c, (first, now)| {
+                first
+                    .iter()
+                    .map(|d| sql::recover_interrupted(c, d, *now))
+                    .collect::<Result<Vec<usize>, StoreError>>()
+            })
+            .await?
+        };
+        self.led
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(first.iter().cloned());
+        Ok(destinations
+            .iter()
+            .map(|d| Led {
+                destination: d.clone(),
+                recovered: first
+                    .iter()
+                    .position(|f| f == d)
+                    .map_or(0, |i| recovered[i]),
+            })
+            .collect())
+    }
+
+    async fn release(&self, _destinations: &[String]) -> Result<(), StoreError> {
+        Ok(())
     }
 
     async fn ledger(

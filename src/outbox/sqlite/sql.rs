@@ -272,12 +272,16 @@ pub fn finish(
     Ok(())
 }
 
-pub fn recover_interrupted(conn: &Connection, now: UnixMillis) -> Result<usize, StoreError> {
+pub fn recover_interrupted(
+    conn: &Connection,
+    destination: &str,
+    now: UnixMillis,
+) -> Result<usize, StoreError> {
     conn.execute(
         "UPDATE outbox SET state = 'pending', next_attempt_at = ?1, updated_at = ?1,
                 last_error = 'interrupted while sending; sent again with the same text'
-         WHERE state = 'sending'",
-        [now],
+         WHERE destination = ?2 AND state = 'sending'",
+        params![now, destination],
     )
     .map_err(unavailable)
 }
