@@ -401,3 +401,188 @@ async fn a_digest_folds_only_its_own_recipients_items(db: Db) {
         ("@alice", "dm", true)
     );
 }
+
+/// What only a store shared by several processes must keep: two handles on one PostgreSQL database
+/// stand for two instances.
+mod fleet {
+    use super::*;
+
+    async fn handle(url: &str, instance: &str, listen: bool) -> SharedStore {
+        std::sync::Arc::new(
+            postgres::PgStore::connect(&Secret::new(url.to_string()), instance, 8, listen)
+                .await
+                .unwrap(),
+        )
+    }
+
+    fn team() -> Vec<String> {
+        vec!["team".to_string()]
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_instance_leads_a_destination_and_a_lapsed_lease_passes_on_with_its_sending_items() {
+        let url = postgres::test_cluster::shared().create_database();
+        let (a, b) = (handle(&url, "a", false).await, handle(&url, "b", false).await);
+        let d = a.record_delivery(delivery("k", b"{}")).await.unwrap();
+        save_plan(&a, d.id, "n", None, vec![item("team"), item("team")], 1)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let lease = Duration::from_millis(600);
+        assert_eq!(a.lead(&team(), lease, 5).await.unwrap().len(), 1);
+        assert!(b.lead(&team(), lease, 5).await.unwrap().is_empty(), "two leaders");
+        // Only the leader claims, whatever the follower asks.
+        assert!(b.claim("team", 5).await.unwrap().is_none());
+        let sending = a.claim("team", 5).await.unwrap().unwrap();
+        // The leader stops renewing (it died while sending); the lease lapses on the database's clock
+        // and the follower takes over, queueing the item again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let led = loop {
+            let led = b.lead(&team(), lease, 6).await.unwrap();
+            if !led.is_empty() {
+                break led;
+            }
+            assert!(std::time::Instant::now() < deadline, "never taken over");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(led[0].recovered, 1);
+        // The old leader cannot claim any more: its lease is gone, whatever it believes.
+        assert!(a.claim("team", 7).await.unwrap().is_none());
+        let again = b.claim("team", 7).await.unwrap().unwrap();
+        assert_eq!(
+            (again.id.as_str(), again.attempts),
+            (sending.id.as_str(), 2)
+        );
+        // A released lease passes on at once, and what was left sending comes back.
+        b.release(&team()).await.unwrap();
+        let led = a.lead(&team(), lease, 8).await.unwrap();
+        assert_eq!(led.len(), 1);
+        assert_eq!(led[0].recovered, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn instances_plan_disjoint_deliveries_and_a_plan_stored_twice_counts_once() {
+        let url = postgres::test_cluster::shared().create_database();
+        let (a, b) = (handle(&url, "a", false).await, handle(&url, "b", false).await);
+        for i in 0..10 {
+            let mut d = delivery(&format!("k{i}"), b"{}");
+            d.body_sha256 = None;
+            a.record_delivery(d).await.unwrap();
+        }
+        let (got_a, got_b) = tokio::join!(a.unplanned(6), b.unplanned(6));
+        let (got_a, got_b) = (got_a.unwrap(), got_b.unwrap());
+        assert_eq!(got_a.len() + got_b.len(), 10);
+        assert!(
+            got_a.iter().all(|x| got_b.iter().all(|y| x.id != y.id)),
+            "a delivery claimed by both"
+        );
+        // A claim lasts: b gets none of a's deliveries while a plans them (only its own again).
+        let first = got_a[0].id.clone();
+        let again = b.unplanned(10).await.unwrap();
+        assert_eq!(again.len(), got_b.len());
+        assert!(again.iter().all(|x| got_a.iter().all(|y| x.id != y.id)));
+        // Both store a plan for the same delivery (b's claim lapsed, say): the second finds it planned
+        // and stores nothing.
+        save_plan(&a, first.clone(), "n", None, vec![item("team")], 1)
+            .await
+            .unwrap();
+        let mut other = item("team");
+        other.route = 1;
+        save_plan(&b, first, "n", None, vec![other], 1).await.unwrap();
+        assert_eq!(a.counts().await.unwrap(), vec![("pending".to_string(), 1)]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_same_delivery_sent_to_two_instances_at_once_is_stored_once() {
+        let url = postgres::test_cluster::shared().create_database();
+        let (a, b) = (handle(&url, "a", false).await, handle(&url, "b", false).await);
+        for i in 0..20 {
+            let mut d = delivery(&format!("same-{i}"), b"{}");
+            d.body_sha256 = None;
+            let (x, y) = tokio::join!(a.record_delivery(d.clone()), b.record_delivery(d));
+            let (x, y) = (x.unwrap(), y.unwrap());
+            assert_eq!(x.id, y.id);
+            assert!(x.duplicate != y.duplicate, "exactly one copy is new");
+        }
+        assert_eq!(a.delivery_count().await.unwrap(), 20);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_instance_hears_the_work_another_stores() {
+        let url = postgres::test_cluster::shared().create_database();
+        let listener = handle(&url, "a", true).await;
+        let mut changes = listener.changes().unwrap();
+        let writer = handle(&url, "b", false).await;
+        // The listening connection says it is (re)connected first.
+        let first = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await;
+        assert_eq!(first.unwrap().unwrap(), Change::Resync);
+        let d = writer.record_delivery(delivery("k", b"{}")).await.unwrap();
+        let heard = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await;
+        assert_eq!(heard.unwrap().unwrap(), Change::Deliveries);
+        save_plan(&writer, d.id, "n", None, vec![item("team")], 1)
+            .await
+            .unwrap();
+        let heard = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await;
+        assert_eq!(heard.unwrap().unwrap(), Change::Items("team".into()));
+        // Its own deliveries are not announced back to it: its ingress already woke its fanout.
+        listener
+            .record_delivery(delivery("mine", b"[]"))
+            .await
+            .unwrap();
+        writer.probe_commit().await.unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), changes.recv())
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sqlite_store_moves_to_postgres_with_its_queue_ledger_and_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let old = open(&path, None).unwrap();
+            lead_team(&old).await;
+            let d = old.record_delivery(delivery("k", b"{\"a\":1}")).await.unwrap();
+            save_plan(&old, d.id, "n", None, vec![item("team"), {
+                let mut i = item("team");
+                i.route = 1;
+                i
+            }], 1)
+            .await
+            .unwrap();
+            // One item was being sent when the old daemon stopped.
+            old.claim("team", 5).await.unwrap().unwrap();
+            old.set_tokens(
+                "team",
+                Tokens {
+                    access: Secret::new("acc".into()),
+                    refresh: Some(Secret::new("ref".into())),
+                    expires_at: 99,
+                },
+                5,
+            )
+            .await
+            .unwrap();
+        }
+        let url = postgres::test_cluster::shared().create_database();
+        let secret = Secret::new(url.clone());
+        let copied = postgres::import_sqlite(&path, &secret, "m").await.unwrap();
+        assert_eq!(
+            (copied.deliveries, copied.items, copied.ledger),
+            (1, 2, 1)
+        );
+        // A second run refuses to copy into a database that already holds deliveries.
+        assert!(postgres::import_sqlite(&path, &secret, "m").await.is_err());
+        let store = handle(&url, "new", false).await;
+        assert_eq!(store.ledger("team", 0).await.unwrap(), (1, Some(5)));
+        assert_eq!(
+            store.tokens("team").await.unwrap().unwrap().refresh.unwrap().expose(),
+            "ref"
+        );
+        // The duplicate is recognized, and the first leader queues the interrupted item again.
+        assert!(store.record_delivery(delivery("k", b"x")).await.unwrap().duplicate);
+        assert_eq!(lead_team(&store).await, 1);
+        assert_eq!(store.counts().await.unwrap(), vec![("pending".to_string(), 2)]);
+    }
+}

@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use crate::support::fake_mastodon::{self, FakeMastodon};
 use crate::support::fake_x::FakeX;
-use crate::support::{TestApp, WAIT, config_with, issue_opened, oauth1_lines, sql_count, x_team};
+use crate::support::{
+    TestApp, WAIT, config_with, issue_opened, oauth1_lines, sql_count, sql_text, x_team,
+};
 
 /// How many events a post stands for: a digest says "N updates", any other post is one.
 fn events_in(text: &str) -> usize {
@@ -18,7 +20,6 @@ fn events_in(text: &str) -> usize {
         .unwrap_or(1)
 }
 
-#[tokio::test]
 async fn fifty_events_against_five_a_day_become_at_most_five_posts_counting_every_event() {
     let x = FakeX::start().await;
     let dest = x_team(
@@ -92,7 +93,6 @@ async fn fifty_events_against_five_a_day_become_at_most_five_posts_counting_ever
     app.stop().await;
 }
 
-#[tokio::test]
 async fn a_digest_of_direct_messages_is_a_direct_message_to_its_recipient_never_a_tweet() {
     let x = FakeX::start().await;
     x.add_user("alice", "1001");
@@ -134,7 +134,6 @@ async fn a_digest_of_direct_messages_is_a_direct_message_to_its_recipient_never_
     app.stop().await;
 }
 
-#[tokio::test]
 async fn an_exhausted_budget_holds_posts_and_links_go_first() {
     let x = FakeX::start().await;
     // $0.25 a month: one post with a link ($0.20), then posts without links ($0.015) fit three more.
@@ -289,16 +288,12 @@ async fn mastodon_gets_private_statuses_with_an_idempotency_key() {
         "{}",
         s.text
     );
-    let item_id: String = rusqlite::Connection::open(&app.store_path)
-        .unwrap()
-        .query_row("SELECT id FROM outbox", [], |r| r.get(0))
-        .unwrap();
+    let item_id = sql_text(&app.store_path, "SELECT id FROM outbox");
     assert_eq!(s.idempotency_key, item_id);
     app.stop().await;
 }
 
 // Multi-threaded: the test blocks on the child process while the fake X must keep answering it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth2_tokens_from_chirpd_auth_refresh_and_rotate_across_restarts() {
     let x = FakeX::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -339,14 +334,10 @@ async fn oauth2_tokens_from_chirpd_auth_refresh_and_rotate_across_restarts() {
             .count()
             >= 3
     );
-    let stored: String = rusqlite::Connection::open(&app.store_path)
-        .unwrap()
-        .query_row(
-            "SELECT refresh_token FROM oauth_tokens WHERE destination = 'team'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let stored = sql_text(
+        &app.store_path,
+        "SELECT refresh_token FROM oauth_tokens WHERE destination = 'team'",
+    );
     assert_eq!(stored, "refresh-3");
     app.stop().await;
 }
@@ -475,7 +466,6 @@ async fn a_refused_refresh_token_pauses_the_destination_and_says_why() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn quick_updates_settle_into_one_post_with_the_final_state() {
     let x = FakeX::start().await;
     let dest = x_team(&x.url, "settle = \"1s\"\n");
@@ -530,3 +520,11 @@ async fn quick_updates_settle_into_one_post_with_the_final_state() {
     );
     app.stop().await;
 }
+
+crate::on_both_stores!(
+    fifty_events_against_five_a_day_become_at_most_five_posts_counting_every_event,
+    a_digest_of_direct_messages_is_a_direct_message_to_its_recipient_never_a_tweet,
+    an_exhausted_budget_holds_posts_and_links_go_first,
+    oauth2_tokens_from_chirpd_auth_refresh_and_rotate_across_restarts,
+    quick_updates_settle_into_one_post_with_the_final_state,
+);

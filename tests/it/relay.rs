@@ -7,7 +7,6 @@ use serde_json::Value;
 use crate::support::fake_x::Script;
 use crate::support::{TestApp, WAIT, expected_issue_tweet, fixture, issue_opened};
 
-#[tokio::test]
 async fn a_signed_fixture_becomes_the_expected_tweet() {
     let app = TestApp::start().await;
     let res = app
@@ -110,7 +109,6 @@ async fn a_forged_signature_gets_401_and_nothing_is_stored_or_posted() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn a_repeated_delivery_posts_once() {
     let app = TestApp::start().await;
     let body = issue_opened("once");
@@ -138,7 +136,6 @@ async fn a_repeated_delivery_posts_once() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn duplicate_content_403_counts_as_sent() {
     let app = TestApp::start().await;
     app.x.preload(&expected_issue_tweet("already there"));
@@ -153,7 +150,6 @@ async fn duplicate_content_403_counts_as_sent() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn server_errors_and_timeouts_are_retried_until_sent() {
     let app = TestApp::start().await;
     app.x.script(Script::Answer {
@@ -205,7 +201,6 @@ async fn request_errors_are_dead_lettered_with_the_reason() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn after_a_429_nothing_is_sent_before_the_reset() {
     let app = TestApp::start().await;
     let reset_secs = chirpd::clock::now_ms() / 1000 + 2;
@@ -236,7 +231,6 @@ async fn after_a_429_nothing_is_sent_before_the_reset() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn own_limits_hold_posts_across_a_restart() {
     let app = TestApp::start_with(r#"limits = ["1/1h"]"#).await;
     app.accept_issue("a", "one").await;
@@ -460,3 +454,12 @@ async fn outbound_faults_lose_nothing_and_post_nothing_twice() {
         app.stop().await;
     }
 }
+
+crate::on_both_stores!(
+    a_signed_fixture_becomes_the_expected_tweet,
+    a_repeated_delivery_posts_once,
+    duplicate_content_403_counts_as_sent,
+    server_errors_and_timeouts_are_retried_until_sent,
+    after_a_429_nothing_is_sent_before_the_reset,
+    own_limits_hold_posts_across_a_restart,
+);

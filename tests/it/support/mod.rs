@@ -2,8 +2,13 @@
 
 pub mod fake_mastodon;
 pub mod fake_x;
+/// The throwaway PostgreSQL cluster, shared with the library's own tests.
+#[path = "../../../src/outbox/postgres/test_cluster.rs"]
+pub mod pg;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -67,12 +72,78 @@ template_file = "{templates}/release.j2"
     )
 }
 
+/// The store a test runs on. Tests name their store by a file path, as on SQLite; on PostgreSQL each path
+/// stands for a database of its own in the shared test cluster, so that a test restarting its daemon on
+/// the same path finds the same data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+tokio::task_local! {
+    static BACKEND: Backend;
+}
+
+/// The backend of the running test: SQLite unless it runs inside `on_postgres`.
+pub fn backend() -> Backend {
+    BACKEND.try_with(|b| *b).unwrap_or(Backend::Sqlite)
+}
+
+/// Runs a test on PostgreSQL: every store it names is a database in the test cluster.
+pub async fn on_postgres<F: std::future::Future>(test: F) -> F::Output {
+    BACKEND.scope(Backend::Postgres, test).await
+}
+
+/// Runs each named test (an `async fn` of no arguments) once on SQLite and once on PostgreSQL, as
+/// `NAME::sqlite` and `NAME::postgres`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name().await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    $crate::support::on_postgres(super::$name()).await
+                }
+            }
+        )*
+    };
+}
+
+/// The PostgreSQL database standing for each store path.
+static DATABASES: Mutex<BTreeMap<PathBuf, String>> = Mutex::new(BTreeMap::new());
+
+/// The database URL for the store at `path`, made on first use.
+pub fn database_for(path: &Path) -> String {
+    let mut dbs = DATABASES.lock().unwrap_or_else(|p| p.into_inner());
+    dbs.entry(path.to_path_buf())
+        .or_insert_with(|| pg::shared().create_database())
+        .clone()
+}
+
+/// The `[store]` keys for the store named `path` on the running test's backend. On PostgreSQL the lease
+/// is short, so that a test that kills a daemon sees the next one take over within its wait.
+pub fn store_keys(path: &Path) -> String {
+    match backend() {
+        Backend::Sqlite => format!("path = \"{}\"\n", path.display()),
+        Backend::Postgres => format!(
+            "url = \"{}\"\ninstance = \"test\"\nlease = \"2s\"\n",
+            database_for(path)
+        ),
+    }
+}
+
 /// The store, dispatch timings and `gh` GitHub source every test config shares.
 fn common_toml(store: &Path) -> String {
     format!(
         r#"[store]
-path = "{store}"
-[dispatch]
+{store}[dispatch]
 retry_base = "50ms"
 retry_max = "200ms"
 request_timeout = "2s"
@@ -81,7 +152,7 @@ protected_check_every = "200ms"
 provider = "github"
 secret = "{SECRET}"
 "#,
-        store = store.display()
+        store = store_keys(store)
     )
 }
 
@@ -235,9 +306,35 @@ impl TestApp {
     }
 }
 
+/// A count from the store named `store`, read directly as an admin would (sqlite3 or psql).
 pub fn sql_count(store: &Path, sql: &str) -> i64 {
-    let conn = rusqlite::Connection::open(store).unwrap();
-    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    let text = sql_text(store, sql);
+    text.parse()
+        .unwrap_or_else(|_| panic!("{sql}: not a count: {text:?}"))
+}
+
+/// The first column of the first row `sql` returns from the store named `store`, as text.
+pub fn sql_text(store: &Path, sql: &str) -> String {
+    let url = DATABASES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(store)
+        .cloned();
+    match url {
+        Some(url) => pg::psql(&pg::bin_dir(), &url, sql),
+        None => {
+            let conn = rusqlite::Connection::open(store).unwrap();
+            conn.query_row(sql, [], |r| {
+                Ok(match r.get::<_, rusqlite::types::Value>(0)? {
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    rusqlite::types::Value::Text(t) => t,
+                    rusqlite::types::Value::Null => String::new(),
+                    other => format!("{other:?}"),
+                })
+            })
+            .unwrap()
+        }
+    }
 }
 
 pub fn github_signature(secret: &str, body: &[u8]) -> String {
