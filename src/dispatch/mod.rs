@@ -45,6 +45,9 @@ pub const PAUSE: Duration = Duration::from_secs(3600);
 /// The longest a worker waits before looking at its queue again. New items wake it at once; this bounds
 /// how late it notices items changed by `chirpd queue` from another process, and keeps its heartbeat.
 pub const IDLE_POLL: Duration = Duration::from_secs(5);
+/// The longest single wait while recording an outcome the store cannot take yet; the waits double from
+/// 250 ms up to this, about a minute in all.
+const RECORD_PATIENCE: Duration = Duration::from_secs(32);
 /// How often a public account is checked again while tweets are held for it.
 pub const PUBLIC_RECHECK: Duration = Duration::from_secs(15 * 60);
 
@@ -186,8 +189,21 @@ impl Worker {
         failpoint::hit(failpoint::AFTER_SENDING);
         let answer = self.send(&item).await;
         failpoint::hit(failpoint::AFTER_ANSWER);
-        self.record(&item, answer, cost).await?;
-        Ok(Turn::Again)
+        // The request was made: its outcome must be committed, or the item stays `sending` until another
+        // process takes the destination over. A store that is briefly unavailable (PostgreSQL restarting,
+        // a failover) is waited for.
+        let mut wait = Duration::from_millis(250);
+        loop {
+            match self.record(&item, answer.clone(), cost).await {
+                Ok(()) => return Ok(Turn::Again),
+                Err(StoreError::Unavailable(e)) if wait <= RECORD_PATIENCE => {
+                    tracing::warn!(destination = %self.destination.id, item = %item.id, error = %e, "Cannot record how the request ended; trying again in {} ms.", wait.as_millis());
+                    tokio::time::sleep(wait).await;
+                    wait = wait.saturating_mul(2);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Makes the one request for an item, of the kind its destination posts.

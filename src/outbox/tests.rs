@@ -420,16 +420,23 @@ mod fleet {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn one_instance_leads_a_destination_and_a_lapsed_lease_passes_on_with_its_sending_items() {
+    async fn one_instance_leads_a_destination_and_a_lapsed_lease_passes_on_with_its_sending_items()
+    {
         let url = postgres::test_cluster::shared().create_database();
-        let (a, b) = (handle(&url, "a", false).await, handle(&url, "b", false).await);
+        let (a, b) = (
+            handle(&url, "a", false).await,
+            handle(&url, "b", false).await,
+        );
         let d = a.record_delivery(delivery("k", b"{}")).await.unwrap();
         save_plan(&a, d.id, "n", None, vec![item("team"), item("team")], 1)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let lease = Duration::from_millis(600);
         assert_eq!(a.lead(&team(), lease, 5).await.unwrap().len(), 1);
-        assert!(b.lead(&team(), lease, 5).await.unwrap().is_empty(), "two leaders");
+        assert!(
+            b.lead(&team(), lease, 5).await.unwrap().is_empty(),
+            "two leaders"
+        );
         // Only the leader claims, whatever the follower asks.
         assert!(b.claim("team", 5).await.unwrap().is_none());
         let sending = a.claim("team", 5).await.unwrap().unwrap();
@@ -462,7 +469,10 @@ mod fleet {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn instances_plan_disjoint_deliveries_and_a_plan_stored_twice_counts_once() {
         let url = postgres::test_cluster::shared().create_database();
-        let (a, b) = (handle(&url, "a", false).await, handle(&url, "b", false).await);
+        let (a, b) = (
+            handle(&url, "a", false).await,
+            handle(&url, "b", false).await,
+        );
         for i in 0..10 {
             let mut d = delivery(&format!("k{i}"), b"{}");
             d.body_sha256 = None;
@@ -487,14 +497,19 @@ mod fleet {
             .unwrap();
         let mut other = item("team");
         other.route = 1;
-        save_plan(&b, first, "n", None, vec![other], 1).await.unwrap();
+        save_plan(&b, first, "n", None, vec![other], 1)
+            .await
+            .unwrap();
         assert_eq!(a.counts().await.unwrap(), vec![("pending".to_string(), 1)]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_same_delivery_sent_to_two_instances_at_once_is_stored_once() {
         let url = postgres::test_cluster::shared().create_database();
-        let (a, b) = (handle(&url, "a", false).await, handle(&url, "b", false).await);
+        let (a, b) = (
+            handle(&url, "a", false).await,
+            handle(&url, "b", false).await,
+        );
         for i in 0..20 {
             let mut d = delivery(&format!("same-{i}"), b"{}");
             d.body_sha256 = None;
@@ -543,12 +558,22 @@ mod fleet {
         {
             let old = open(&path, None).unwrap();
             lead_team(&old).await;
-            let d = old.record_delivery(delivery("k", b"{\"a\":1}")).await.unwrap();
-            save_plan(&old, d.id, "n", None, vec![item("team"), {
-                let mut i = item("team");
-                i.route = 1;
-                i
-            }], 1)
+            let d = old
+                .record_delivery(delivery("k", b"{\"a\":1}"))
+                .await
+                .unwrap();
+            save_plan(
+                &old,
+                d.id,
+                "n",
+                None,
+                vec![item("team"), {
+                    let mut i = item("team");
+                    i.route = 1;
+                    i
+                }],
+                1,
+            )
             .await
             .unwrap();
             // One item was being sent when the old daemon stopped.
@@ -568,21 +593,34 @@ mod fleet {
         let url = postgres::test_cluster::shared().create_database();
         let secret = Secret::new(url.clone());
         let copied = postgres::import_sqlite(&path, &secret, "m").await.unwrap();
-        assert_eq!(
-            (copied.deliveries, copied.items, copied.ledger),
-            (1, 2, 1)
-        );
+        assert_eq!((copied.deliveries, copied.items, copied.ledger), (1, 2, 1));
         // A second run refuses to copy into a database that already holds deliveries.
         assert!(postgres::import_sqlite(&path, &secret, "m").await.is_err());
         let store = handle(&url, "new", false).await;
         assert_eq!(store.ledger("team", 0).await.unwrap(), (1, Some(5)));
         assert_eq!(
-            store.tokens("team").await.unwrap().unwrap().refresh.unwrap().expose(),
+            store
+                .tokens("team")
+                .await
+                .unwrap()
+                .unwrap()
+                .refresh
+                .unwrap()
+                .expose(),
             "ref"
         );
         // The duplicate is recognized, and the first leader queues the interrupted item again.
-        assert!(store.record_delivery(delivery("k", b"x")).await.unwrap().duplicate);
+        assert!(
+            store
+                .record_delivery(delivery("k", b"x"))
+                .await
+                .unwrap()
+                .duplicate
+        );
         assert_eq!(lead_team(&store).await, 1);
-        assert_eq!(store.counts().await.unwrap(), vec![("pending".to_string(), 2)]);
+        assert_eq!(
+            store.counts().await.unwrap(),
+            vec![("pending".to_string(), 2)]
+        );
     }
 }

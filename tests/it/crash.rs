@@ -23,16 +23,29 @@ impl Daemon {
 
     /// Starts with extra environment variables (a failpoint).
     pub async fn start_env(dir: &Path, x: &FakeX, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(dir, x, "", "test", env).await
+    }
+
+    /// Starts with extra keys in the `team` destination and, on PostgreSQL, the instance name given.
+    pub async fn start_with(
+        dir: &Path,
+        x: &FakeX,
+        extra_destination: &str,
+        instance: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let config = dir.join("chirpd.toml");
-        let text = config_toml(&dir.join("chirpd.db"), &x.url, "").replace(
-            "listen = \"127.0.0.1:0\"",
-            &format!("listen = \"127.0.0.1:{port}\""),
-        );
+        let text = config_toml(&dir.join("chirpd.db"), &x.url, extra_destination)
+            .replace(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"127.0.0.1:{port}\""),
+            )
+            .replace("instance = \"test\"", &format!("instance = \"{instance}\""));
         std::fs::write(&config, text).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -97,6 +110,26 @@ impl Daemon {
         }
     }
 
+    /// The destinations this instance sends for, as `/readyz` reports them; none while it cannot answer.
+    pub async fn leading(&self) -> Vec<String> {
+        let Ok(r) = reqwest::Client::new()
+            .get(format!("{}/readyz", self.url))
+            .send()
+            .await
+        else {
+            return Vec::new();
+        };
+        let v: serde_json::Value = r.json().await.unwrap_or_default();
+        v["leading"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn sigkill(mut self) {
         self.child.kill().unwrap();
         let status = self.child.wait().unwrap();
@@ -133,7 +166,7 @@ impl Drop for Daemon {
     }
 }
 
-fn log_of(dir: &Path) -> String {
+pub fn log_of(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("chirpd.log")).unwrap_or_default()
 }
 
@@ -156,7 +189,11 @@ fn integrity(dir: &Path) -> String {
                      (SELECT 1 FROM deliveries d WHERE d.id = o.delivery_id))
                      OR o.state NOT IN ('pending', 'sending', 'retry', 'sent', 'dead', 'folded')",
             );
-            if bad == 0 { "ok".into() } else { format!("{bad} bad items") }
+            if bad == 0 {
+                "ok".into()
+            } else {
+                format!("{bad} bad items")
+            }
         }
     }
 }

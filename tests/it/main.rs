@@ -5,6 +5,7 @@ mod chaos;
 mod citizen;
 mod cli;
 mod crash;
+mod fleet;
 mod ingress;
 mod ops;
 mod providers;

@@ -8,8 +8,8 @@ pub mod pg;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chirpd::app::Control;
@@ -125,6 +125,15 @@ pub fn database_for(path: &Path) -> String {
     dbs.entry(path.to_path_buf())
         .or_insert_with(|| pg::shared().create_database())
         .clone()
+}
+
+/// Makes the store named `path` the PostgreSQL database at `url` (several daemons sharing one database,
+/// or a database in a cluster of the test's own).
+pub fn use_database(path: &Path, url: &str) {
+    DATABASES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(path.to_path_buf(), url.to_string());
 }
 
 /// The `[store]` keys for the store named `path` on the running test's backend. On PostgreSQL the lease
