@@ -40,14 +40,8 @@ pub struct Control {
 
 /// Runs the daemon until `control.shutdown` is cancelled. Items not yet sent stay queued in the store.
 pub async fn run(config: Config, listener: TcpListener, control: Control) -> anyhow::Result<()> {
-    // Installed before anything records a metric. In a fleet every series carries the instance's name.
-    let metrics = telemetry::install_metrics(
-        config
-            .fleet
-            .url
-            .is_some()
-            .then_some(config.fleet.instance.as_str()),
-    );
+    // Installed before anything records a metric (the CLI installs it first, labelled, in a fleet).
+    let metrics = telemetry::metrics_handle();
     let store = outbox::open_configured(&config, outbox::Role::Daemon)
         .await
         .with_context(|| match &config.fleet.url {

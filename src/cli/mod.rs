@@ -275,6 +275,15 @@ fn run(flag: Option<&Path>) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // In a fleet every series carries the instance's name. Installed here, by the process, since the
+    // recorder is process-wide: daemons run inside a test process share one.
+    telemetry::install_metrics(
+        config
+            .fleet
+            .url
+            .is_some()
+            .then_some(config.fleet.instance.as_str()),
+    );
     runtime.block_on(async move {
         let listener = listener(&config).await?;
         let control = crate::app::Control::default();

@@ -185,3 +185,65 @@ async fn two_instances_lose_nothing_post_nothing_twice_and_keep_the_window_throu
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_database_answers_503_and_everything_recovers_by_itself() {
+    on_postgres(async {
+        let cluster = pg::Cluster::start();
+        let url = cluster.create_database();
+        let x = FakeX::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        use_database(&dir.path().join("chirpd.db"), &url);
+        let daemon = Daemon::start_with(dir.path(), &x, "", "solo", &[]).await;
+        assert!(deliver(0, Some(&daemon), None).await);
+        x.wait_for_tweets(1, Duration::from_secs(10)).await;
+
+        cluster.stop_server();
+        // The sender is told to retry: nothing was stored, nothing is lost.
+        assert_eq!(daemon.try_post_issue("fleet-1", &title(1)).await, Some(503));
+        let ready = reqwest::get(format!("{}/readyz", daemon.url))
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), 503);
+        let why: serde_json::Value = ready.json().await.unwrap();
+        assert!(
+            why["reasons"][0].as_str().unwrap().starts_with("store:"),
+            "{why}"
+        );
+
+        cluster.start_server();
+        // The sender's retry is accepted once the database is back, with no restart of chirpd.
+        assert!(deliver(1, Some(&daemon), None).await);
+        let posted = x.wait_for_tweets(2, Duration::from_secs(20)).await;
+        assert_eq!(posted[1], expected_issue_tweet(&title(1)));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = reqwest::get(format!("{}/readyz", daemon.url))
+                .await
+                .unwrap();
+            if r.status() == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never ready again: {}",
+                r.text().await.unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The admin's commands work against the database as against a file.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_chirpd"))
+            .args(["queue", "list", "--json", "--config"])
+            .arg(dir.path().join("chirpd.toml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listed = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(listed.matches("\"sent\"").count(), 2, "{listed}");
+    })
+    .await
+}

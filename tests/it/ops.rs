@@ -32,7 +32,6 @@ async fn wait_until<F: Fn(&Value) -> bool>(app: &TestApp, what: &str, ok: F) -> 
     }
 }
 
-#[tokio::test]
 async fn a_valid_reload_applies_the_new_routes_and_an_invalid_one_changes_nothing() {
     let app = TestApp::start().await;
     assert_eq!(ready(&app).await["routes"], 5);
@@ -215,7 +214,6 @@ async fn wait_item_state(app: &TestApp, id: &str, state: &str) {
     }
 }
 
-#[tokio::test]
 async fn the_queue_cli_repairs_a_live_store() {
     // Three requests an hour: the refused attempt, its retry and one more post; a fourth must wait.
     let app = TestApp::start_with(r#"limits = ["3/1h"]"#).await;
@@ -286,7 +284,6 @@ async fn the_queue_cli_repairs_a_live_store() {
     app.stop().await;
 }
 
-#[tokio::test]
 async fn shutdown_waits_for_the_send_in_flight_and_nothing_is_posted_twice() {
     let app = TestApp::start().await;
     app.x.script(Script::Delay(Duration::from_millis(800)));
@@ -320,3 +317,9 @@ async fn shutdown_waits_for_the_send_in_flight_and_nothing_is_posted_twice() {
     );
     app.stop().await;
 }
+
+crate::on_both_stores!(
+    a_valid_reload_applies_the_new_routes_and_an_invalid_one_changes_nothing,
+    the_queue_cli_repairs_a_live_store,
+    shutdown_waits_for_the_send_in_flight_and_nothing_is_posted_twice,
+);
