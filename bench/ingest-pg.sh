@@ -22,17 +22,15 @@ pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 cargo build --release --locked -q
 work=$(mktemp -d)
 chmod 755 "$work"
-trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${pgpid:-}" ] && wait "$pgpid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; as_pg "$pgbin/pg_ctl" stop -s -D "$work/pg/data" -m fast 2>/dev/null || true; rm -rf "$work"' EXIT
 
 # PostgreSQL refuses to run as root: run it as the postgres user the package creates.
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 mkdir "$work/pg"
 [ "$(id -u)" = 0 ] && chown postgres: "$work/pg"
 as_pg "$pgbin/initdb" -D "$work/pg/data" -U postgres --auth=trust -E UTF8 >/dev/null
-as_pg "$pgbin/postgres" -D "$work/pg/data" -p 15432 -k "$work/pg" -c listen_addresses=127.0.0.1 \
-    -c max_connections=200 >"$work/pg.log" 2>&1 &
-pgpid=$!
-for _ in $(seq 100); do "$pgbin/pg_isready" -q -h 127.0.0.1 -p 15432 && break; sleep 0.1; done
+as_pg "$pgbin/pg_ctl" start -s -w -D "$work/pg/data" -l "$work/pg/log" \
+    -o "-p 15432 -k $work/pg -c listen_addresses=127.0.0.1 -c max_connections=200"
 psql() { "$pgbin/psql" -X -A -t -q -h 127.0.0.1 -p 15432 -U postgres "$@"; }
 
 python3 bench/gen_requests.py "$secret" $((secs * 12000)) "$work/requests.tsv"
@@ -62,11 +60,10 @@ template = "{{ event.project }}: {{ event.actor }} opened #{{ event.number }} {{
 TOML
 }
 
-start() { # $1 config file, $2 port; prints the pid
+start() { # $1 config file, $2 port; sets $started to the pid
     RUST_LOG=warn ./target/release/chirpd run --config "$1" >>"$work/chirpd.log" 2>&1 &
-    local pid=$!
+    started=$!
     for _ in $(seq 100); do curl -sf "localhost:$2/healthz" >/dev/null && break; sleep 0.1; done
-    echo "$pid"
 }
 
 load() { # $1 requests file, $2 port, $3 connections, $4 threads
@@ -77,7 +74,7 @@ load() { # $1 requests file, $2 port, $3 connections, $4 threads
 
 echo "== chirpd on SQLite"
 config 18787 "path = \"$work/chirpd.db\"" >"$work/sqlite.toml"
-pid=$(start "$work/sqlite.toml" 18787)
+start "$work/sqlite.toml" 18787; pid=$started
 sleep 1
 load "$work/requests.tsv" 18787 "$conns" 2
 echo "deliveries_stored $(sqlite3 "$work/chirpd.db" 'select count(*) from deliveries')"
@@ -87,7 +84,7 @@ echo "== one chirpd on PostgreSQL"
 psql -c "CREATE DATABASE one" postgres
 config 18787 "url = \"postgres://postgres@127.0.0.1:15432/one?sslmode=disable\"
 instance = \"a\"" >"$work/pg1.toml"
-pid=$(start "$work/pg1.toml" 18787)
+start "$work/pg1.toml" 18787; pid=$started
 sleep 1
 load "$work/requests.tsv" 18787 "$conns" 2
 echo "deliveries_stored $(psql -c 'select count(*) from deliveries' one)"
@@ -99,8 +96,8 @@ for i in 1 2; do
     config $((18786 + i)) "url = \"postgres://postgres@127.0.0.1:15432/two?sslmode=disable\"
 instance = \"i$i\"" >"$work/pg2-$i.toml"
 done
-pid1=$(start "$work/pg2-1.toml" 18787)
-pid2=$(start "$work/pg2-2.toml" 18788)
+start "$work/pg2-1.toml" 18787; pid1=$started
+start "$work/pg2-2.toml" 18788; pid2=$started
 sleep 1
 load "$work/half1.tsv" 18787 $((conns / 2)) 1 >"$work/w1" &
 w1=$!

@@ -530,25 +530,23 @@ mod fleet {
         // The listening connection says it is (re)connected first.
         let first = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await;
         assert_eq!(first.unwrap().unwrap(), Change::Resync);
+        // A delivery is planned by the instance that received it: recording it announces nothing.
         let d = writer.record_delivery(delivery("k", b"{}")).await.unwrap();
-        let heard = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await;
-        assert_eq!(heard.unwrap().unwrap(), Change::Deliveries);
-        save_plan(&writer, d.id, "n", None, vec![item("team")], 1)
-            .await
-            .unwrap();
-        let heard = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await;
-        assert_eq!(heard.unwrap().unwrap(), Change::Items("team".into()));
-        // Its own deliveries are not announced back to it: its ingress already woke its fanout.
-        listener
-            .record_delivery(delivery("mine", b"[]"))
-            .await
-            .unwrap();
-        writer.probe_commit().await.unwrap();
         assert!(
             tokio::time::timeout(Duration::from_millis(300), changes.recv())
                 .await
                 .is_err()
         );
+        // New items are announced, for their destination's leader.
+        save_plan(&writer, d.id.clone(), "n", None, vec![item("team")], 1)
+            .await
+            .unwrap();
+        let heard = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await;
+        assert_eq!(heard.unwrap().unwrap(), Change::Items("team".into()));
+        // A delivery the admin replays is announced to every planner.
+        writer.replay_delivery(&d.id).await.unwrap();
+        let heard = tokio::time::timeout(Duration::from_secs(10), changes.recv()).await;
+        assert_eq!(heard.unwrap().unwrap(), Change::Deliveries);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

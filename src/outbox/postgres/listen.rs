@@ -80,8 +80,6 @@ async fn listen_once(
     let _ = changes.send(Change::Resync);
     while let Some(n) = heard.recv().await {
         let change = match n.channel() {
-            // This instance's own deliveries already woke its fanout.
-            c if c == DELIVERIES && n.payload() == holder => continue,
             c if c == DELIVERIES => Change::Deliveries,
             c if c == ITEMS => Change::Items(n.payload().to_string()),
             c if c == LEASES && n.payload() != holder => Change::Resync,

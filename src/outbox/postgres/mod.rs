@@ -215,10 +215,8 @@ macro_rules! in_tx {
 #[async_trait::async_trait]
 impl Store for PgStore {
     async fn record_delivery(&self, d: NewDelivery) -> Result<Recorded, StoreError> {
-        let id = new_id();
-        let holder = self.holder();
-        in_tx!(self, |tx| sql::record_delivery(&tx, &d, &id, holder)
-            .await?)
+        let conn = self.conn().await?;
+        sql::record_delivery(&conn, &d, &new_id()).await
     }
 
     async fn unplanned(&self, limit: usize) -> Result<Vec<StoredDelivery>, StoreError> {

@@ -108,15 +108,20 @@ pub async fn record_delivery(
     c: &impl GenericClient,
     d: &NewDelivery,
     id: &str,
-    holder: &str,
 ) -> Result<Recorded, StoreError> {
     let state = if d.handshake { "handshake" } else { "received" };
-    // Without a conflict target, DO NOTHING covers both unique keys (delivery id and body hash). A copy
-    // being inserted by another instance makes this insert wait for its commit, then do nothing.
-    let inserted = execute(
+    // One statement, so one round trip and its own transaction: the delivery and its body are stored
+    // together or not at all. Without a conflict target, DO NOTHING covers both unique keys (delivery
+    // id and body hash); a copy being inserted by another instance makes this insert wait for its
+    // commit, then do nothing. No announcement: the instance that received a delivery plans it, and
+    // another picks it up only if that one dies first (its planning claim lapses).
+    let inserted: i64 = query_one(
         c,
-        "INSERT INTO deliveries (id, source, dedupe_key, body_sha256, event, received_at, state)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        "WITH d AS (
+             INSERT INTO deliveries (id, source, dedupe_key, body_sha256, event, received_at, state)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id),
+         b AS (INSERT INTO delivery_bodies (delivery_id, received_at, body) SELECT id, $6, $8 FROM d)
+         SELECT count(*) FROM d",
         &[
             &id,
             &d.source,
@@ -125,19 +130,12 @@ pub async fn record_delivery(
             &d.event,
             &d.received_at,
             &state,
+            &d.body.as_ref(),
         ],
     )
-    .await?;
+    .await?
+    .get(0);
     if inserted == 1 {
-        execute(
-            c,
-            "INSERT INTO delivery_bodies (delivery_id, received_at, body) VALUES ($1, $2, $3)",
-            &[&id, &d.received_at, &d.body.as_ref()],
-        )
-        .await?;
-        if !d.handshake {
-            notify(c, DELIVERIES, holder).await?;
-        }
         return Ok(Recorded {
             id: id.to_string(),
             duplicate: false,
