@@ -73,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/hooks/{source}", post(hooks::receive).head(hooks::head))
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
+        .route("/readyz/ingress", get(probes::readyz_ingress))
         .route("/metrics", get(probes::metrics))
         .with_state(state)
 }

@@ -1,4 +1,5 @@
-//! The probes: `/healthz` (the process answers), `/readyz` (it can do its job, with the reasons if not)
+//! The probes: `/healthz` (the process answers), `/readyz` (it can do its job, with the reasons if not),
+//! `/readyz/ingress` (it can accept webhooks: what a load balancer in front of a fleet should check)
 //! and `/metrics` (Prometheus text).
 
 use axum::Json;
@@ -38,6 +39,33 @@ pub async fn metrics(
             "text/plain; version=0.0.4",
         )],
         body,
+    )
+}
+
+/// Ready to accept webhooks: the store commits. For a load balancer in front of several instances, which
+/// must keep sending webhooks to an instance whose destination waits for the admin (every instance shares
+/// that wait, and refusing webhooks would lose them), but not to one that cannot store them.
+pub async fn readyz_ingress(
+    State(state): State<AppState>,
+) -> (StatusCode, Json<serde_json::Value>) {
+    let reason = match tokio::time::timeout(STORE_PROBE, state.store.probe_commit()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("store: {e}")),
+        Err(_) => Some(format!(
+            "store: no commit within {} s",
+            STORE_PROBE.as_secs()
+        )),
+    };
+    let status = if reason.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(
+            json!({ "ready": reason.is_none(), "reasons": reason.into_iter().collect::<Vec<_>>() }),
+        ),
     )
 }
 

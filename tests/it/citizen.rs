@@ -459,6 +459,10 @@ async fn a_refused_refresh_token_pauses_the_destination_and_says_why() {
         assert!(start.elapsed() < WAIT, "{r}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Webhooks are still accepted and kept meanwhile: a load balancer checking /readyz/ingress keeps
+    // sending them here.
+    let ingress = app.http.get(app.url("/readyz/ingress")).send().await.unwrap();
+    assert_eq!(ingress.status(), 200);
     assert_eq!(
         sql_count(&app.store_path, "SELECT count(*) FROM oauth_tokens"),
         0

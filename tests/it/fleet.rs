@@ -231,6 +231,10 @@ async fn losing_the_database_answers_503_and_everything_recovers_by_itself() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let ingress = reqwest::get(format!("{}/readyz/ingress", daemon.url))
+            .await
+            .unwrap();
+        assert_eq!(ingress.status(), 200);
         // The admin's commands work against the database as against a file.
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_chirpd"))
             .args(["queue", "list", "--json", "--config"])
