@@ -511,7 +511,12 @@ pub async fn open_configured(
         None => open(&config.store_path, config.store_max_bytes),
         Some(url) => {
             let value = url.value.as_ref().map_err(|e| {
-                StoreError::Unavailable(format!("store.url {}: {e}", url.reference))
+                let hint = if url.reference.starts_with("cred:") {
+                    " (from a shell: CREDENTIALS_DIRECTORY=/etc/chirpd/creds chirpd …)"
+                } else {
+                    ""
+                };
+                StoreError::Unavailable(format!("store.url {}: {e}{hint}", url.reference))
             })?;
             let store = postgres::PgStore::connect(
                 value,
