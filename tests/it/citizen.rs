@@ -461,7 +461,12 @@ async fn a_refused_refresh_token_pauses_the_destination_and_says_why() {
     }
     // Webhooks are still accepted and kept meanwhile: a load balancer checking /readyz/ingress keeps
     // sending them here.
-    let ingress = app.http.get(app.url("/readyz/ingress")).send().await.unwrap();
+    let ingress = app
+        .http
+        .get(app.url("/readyz/ingress"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ingress.status(), 200);
     assert_eq!(
         sql_count(&app.store_path, "SELECT count(*) FROM oauth_tokens"),
