@@ -42,7 +42,7 @@ pub struct Control {
 pub async fn run(config: Config, listener: TcpListener, control: Control) -> anyhow::Result<()> {
     // Installed before anything records a metric (the CLI installs it first, labelled, in a fleet).
     let metrics = telemetry::metrics_handle();
-    let store = outbox::open_configured(&config, outbox::Role::Daemon)
+    let store = open_store(&config, &control.shutdown)
         .await
         .with_context(|| match &config.fleet.url {
             Some(url) => format!("cannot open the PostgreSQL store ({})", url.reference),
@@ -191,6 +191,37 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
     }
     tracing::info!("chirpd stopped.");
     Ok(())
+}
+
+/// How long the daemon waits at start for a PostgreSQL store that cannot be reached, before it gives up
+/// and lets systemd start it again: well within the unit's start timeout, and long enough that systemd's
+/// start limit (5 starts in 10 s) never gives up on a database that is rebooting.
+const STORE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Opens the store the config names. A database that cannot be reached yet (it is rebooting too) is
+/// tried again with a growing delay for `STORE_PATIENCE`; anything else fails at once.
+async fn open_store(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<SharedStore, outbox::StoreError> {
+    let started = tokio::time::Instant::now();
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match outbox::open_configured(config, outbox::Role::Daemon).await {
+            Err(outbox::StoreError::Unavailable(e))
+                if config.fleet.url.is_some() && started.elapsed() + wait < STORE_PATIENCE =>
+            {
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "Cannot reach PostgreSQL yet; trying again.");
+                systemd::status(&format!("waiting for PostgreSQL: {e}"));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => return Err(outbox::StoreError::Closed),
+                }
+                wait = (wait * 2).min(Duration::from_secs(8));
+            }
+            opened => return opened,
+        }
+    }
 }
 
 /// Turns other instances' announcements into wake-ups: new deliveries wake the fanout, new items the

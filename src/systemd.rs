@@ -29,6 +29,11 @@ pub fn ready() {
     send(&[NotifyState::Ready], "READY");
 }
 
+/// Tells systemd what the daemon is doing while it starts (shown by `systemctl status`).
+pub fn status(text: &str) {
+    send(&[NotifyState::Status(text)], "STATUS");
+}
+
 /// Tells systemd a reload began; `ready` ends it.
 pub fn reloading() {
     match NotifyState::monotonic_usec_now() {

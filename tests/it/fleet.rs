@@ -171,6 +171,14 @@ async fn two_instances_lose_nothing_post_nothing_twice_and_keep_the_window_throu
         arrivals.sort_unstable();
         assert_eq!(window_exceeded(&arrivals, WINDOW_COUNT, WINDOW_MS, 150), None, "arrivals {arrivals:?}");
 
+        // The survivor lived through the restart: the server closed its connections, and it found them
+        // again by itself.
+        let survivor_log = log_of(if follower_name == "b" { dir_b.path() } else { dir_a.path() });
+        assert!(
+            survivor_log.contains("Lost the connection that hears other instances")
+                && survivor_log.contains("Hearing other instances again"),
+            "{survivor_log}"
+        );
         // The rejoined instance follows; the survivor still leads.
         assert_eq!(follower.leading().await, ["team"]);
         assert!(rejoined.leading().await.is_empty());
@@ -248,6 +256,35 @@ async fn losing_the_database_answers_503_and_everything_recovers_by_itself() {
         );
         let listed = String::from_utf8_lossy(&out.stdout);
         assert_eq!(listed.matches("\"sent\"").count(), 2, "{listed}");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_started_before_its_database_waits_for_it() {
+    on_postgres(async {
+        let cluster = pg::Cluster::start();
+        let url = cluster.create_database();
+        cluster.stop_server();
+        let x = FakeX::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        use_database(&dir.path().join("chirpd.db"), &url);
+        // Both come back after a reboot, the database last: chirpd waits for it instead of exiting
+        // (which, repeated, would make systemd give up on the unit).
+        let starting = tokio::spawn({
+            let (path, x) = (dir.path().to_path_buf(), x.clone());
+            // A spawned task is outside the test's scope: it says its backend itself.
+            on_postgres(async move { Daemon::start_with(&path, &x, "", "early", &[]).await })
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !log_of(dir.path()).contains("Cannot reach PostgreSQL yet") {
+            assert!(Instant::now() < deadline, "log: {}", log_of(dir.path()));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        cluster.start_server();
+        let daemon = starting.await.unwrap();
+        assert!(deliver(0, Some(&daemon), None).await);
+        x.wait_for_tweets(1, Duration::from_secs(10)).await;
     })
     .await
 }

@@ -184,7 +184,7 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
         .get(0);
     let latest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
     if have > latest {
-        return Err(StoreError::Unavailable(format!(
+        return Err(StoreError::Rejected(format!(
             "the database is at schema version {have}, newer than this chirpd knows ({latest}): upgrade chirpd"
         )));
     }

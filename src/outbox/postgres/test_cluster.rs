@@ -157,10 +157,17 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         let taken = self.server.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((mut child, mut stdin)) = taken {
-            let _ = stdin.flush();
-            drop(stdin);
-            let _ = child.wait();
+        match taken {
+            // The shell stops the server and removes the cluster.
+            Some((mut child, mut stdin)) => {
+                let _ = stdin.flush();
+                drop(stdin);
+                let _ = child.wait();
+            }
+            // Stopped and kept for a restart that never came.
+            None => {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
         }
     }
 }
