@@ -51,6 +51,7 @@ async fn one_day(store: &SharedStore, day: i64, per_day: usize) {
                 subject: None,
                 due_at: None,
                 merge: None,
+                review: false,
             }],
             error: None,
             now: at,

@@ -145,6 +145,19 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
         ));
     }
     tracker.close();
+    // The console listens on its own address, so that it is reached only where the admin allows and a
+    // busy console never competes with senders for the webhook listener's connections.
+    let admin = config_rx.borrow().admin.clone();
+    if let Some(admin) = admin {
+        let console_listener = TcpListener::bind(admin.listen)
+            .await
+            .with_context(|| format!("cannot listen on admin.listen {}", admin.listen))?;
+        tokio::spawn(crate::console::serve(
+            console_listener,
+            crate::console::Console::new(config_rx.clone(), store.clone(), health.clone()),
+            control.shutdown.clone(),
+        ));
+    }
     let serving = tokio::spawn(ingress::serve(
         listener,
         ingress::router(state.clone()),
@@ -324,6 +337,15 @@ pub fn keep_restart_only(current: &Config, next: &mut Config) -> Vec<&'static st
     if next.fleet.instance != current.fleet.instance {
         next.fleet.instance = current.fleet.instance.clone();
         kept.push("store.instance");
+    }
+    let console = |c: &Config| c.admin.as_ref().map(|a| a.listen);
+    if console(next) != console(current) {
+        match (&mut next.admin, &current.admin) {
+            (Some(n), Some(c)) => n.listen = c.listen,
+            // Turning the console on or off takes a restart too: its listener is bound at start.
+            (n, c) => *n = c.clone(),
+        }
+        kept.push("admin.listen");
     }
     if next.fleet.pool_size != current.fleet.pool_size {
         next.fleet.pool_size = current.fleet.pool_size;

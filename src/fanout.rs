@@ -310,11 +310,13 @@ async fn plan_one(
     };
     let mut items = Vec::with_capacity(plan.posts.len());
     for p in &plan.posts {
+        // An item a person reviews stands alone: it never merges with another.
         let settle = cfg
             .pipeline
             .targets
             .get(&p.destination)
-            .and_then(|t| t.settle);
+            .and_then(|t| t.settle)
+            .filter(|_| !p.review);
         let mut item = NewItem {
             route: p.route,
             kind: p.kind,
@@ -327,6 +329,7 @@ async fn plan_one(
             subject: settle.and(subject.clone()),
             due_at: settle.map(|s| now.saturating_add(clock::millis(s))),
             merge: None,
+            review: p.review,
         };
         if let (Some(_), Some(subj)) = (settle, &subject) {
             match settling.merge(store, p, subj).await? {

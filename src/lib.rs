@@ -24,6 +24,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod dispatch;
 pub mod failpoint;
 pub mod fanout;

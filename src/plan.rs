@@ -35,6 +35,8 @@ pub struct Target {
     pub strip_urls: bool,
     /// Wait this long before posting, merging later updates of the same subject into the post.
     pub settle: Option<std::time::Duration>,
+    /// Every item waits in review for a person's decision.
+    pub review: bool,
 }
 
 impl Default for Target {
@@ -45,6 +47,7 @@ impl Default for Target {
             recipients: Vec::new(),
             strip_urls: false,
             settle: None,
+            review: false,
         }
     }
 }
@@ -61,6 +64,8 @@ pub struct Planned {
     pub text: String,
     pub length: usize,
     pub shortened: bool,
+    /// It waits in review (its route or its destination says so).
+    pub review: bool,
 }
 
 /// The outcome of planning one delivery.
@@ -70,6 +75,20 @@ pub struct Plan {
     pub posts: Vec<Planned>,
     /// Routes whose condition or template failed, with the error; the other routes still post.
     pub errors: Vec<(usize, RenderError)>,
+}
+
+/// A reviewer's text for `destination`, fitted to its rule as planning fits a rendered text (links
+/// removed first where the destination never posts them); none for a destination the config lacks, or a
+/// text that is empty once fitted.
+pub fn refit(pipeline: &Pipeline, destination: &str, text: &str) -> Option<(String, usize)> {
+    let target = pipeline.targets.get(destination)?;
+    let text = if target.strip_urls {
+        fit::strip_urls(text)
+    } else {
+        text.trim().to_string()
+    };
+    let fitted = fit::fit(&text, target.limit);
+    (!fitted.text.is_empty()).then_some((fitted.text, fitted.length))
 }
 
 /// Plans the posts for one verified payload from `source`.
@@ -160,6 +179,7 @@ pub fn plan_as(
                     text: fitted.text.clone(),
                     length: fitted.length,
                     shortened: fitted.shortened,
+                    review: route.review || target.review,
                 });
             }
         }

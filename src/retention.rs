@@ -233,6 +233,7 @@ mod tests {
             subject: None,
             due_at: None,
             merge: None,
+            review: false,
         };
         store
             .save_plans(vec![PlanRecord {

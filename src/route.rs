@@ -72,6 +72,8 @@ pub struct Route {
     pub to: Vec<String>,
     /// Name of the compiled template.
     pub template: String,
+    /// Its items wait in review for a person's decision.
+    pub review: bool,
 }
 
 impl Route {
@@ -142,6 +144,7 @@ mod tests {
             when: None,
             to: vec!["team".into()],
             template: "t".into(),
+            review: false,
         };
         assert!(r.matches("a", &event(None, "x")));
         assert!(r.matches("c", &event(None, "x")));

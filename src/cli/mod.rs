@@ -78,6 +78,12 @@ pub enum Command {
         #[command(subcommand)]
         command: HandshakeCommand,
     },
+    /// The web console's password: `chirpd admin hash-password` reads one line from standard input and
+    /// prints its argon2 hash, for admin.password_hash.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Manage the store itself.
     Store {
         /// Config file; may also follow the subcommand (`chirpd store migrate --config FILE …`).
@@ -124,6 +130,12 @@ pub enum HandshakeCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Read a password from standard input and print its argon2id hash.
+    HashPassword,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum StoreCommand {
     /// Copy a SQLite store (stop the daemon using it first) into the PostgreSQL database of the config's
     /// store.url, which must hold no deliveries yet.
@@ -154,6 +166,15 @@ pub enum QueueCommand {
     Drop { id: String },
     /// Plan a stored delivery again with the current config (dead items of it are replaced).
     Replay { delivery: String },
+    /// Approve an item under review: it is queued and then obeys every limit as usual.
+    Approve {
+        id: String,
+        /// Post this text instead (fitted to the destination's rule, as planning does).
+        #[arg(long)]
+        text: Option<String>,
+    },
+    /// Reject an item under review: it is never sent.
+    Reject { id: String },
 }
 
 pub fn main(cli: Cli) -> ExitCode {
@@ -170,6 +191,9 @@ pub fn main(cli: Cli) -> ExitCode {
             payload,
         } => check::preview(config.as_deref(), &source, event.as_deref(), json, &payload),
         Command::Queue { config, command } => queue::queue(config.as_deref(), command),
+        Command::Admin {
+            command: AdminCommand::HashPassword,
+        } => hash_password(),
         Command::Store {
             config,
             command: StoreCommand::Migrate { from },
@@ -201,6 +225,22 @@ pub fn main(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+/// `chirpd admin hash-password`: one line from standard input (typed, or piped from a password manager),
+/// its argon2id hash on standard output.
+fn hash_password() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.len() < 12 {
+        anyhow::bail!("a console password needs at least 12 characters");
+    }
+    let hash = crate::console::hash_password(password).map_err(anyhow::Error::msg)?;
+    println!("{hash}");
+    Ok(())
 }
 
 /// The exit status of an invalid config (sysexits' EX_CONFIG).

@@ -75,6 +75,38 @@ pub(super) fn queue(flag: Option<&Path>, command: QueueCommand) -> anyhow::Resul
                 store.drop_item(&id, crate::clock::now_ms()).await?;
                 writeln!(out, "{id}: dropped")?;
             }
+            QueueCommand::Approve { id, text } => {
+                let text = match text {
+                    None => None,
+                    Some(text) => {
+                        let item = store
+                            .item(&id)
+                            .await?
+                            .with_context(|| format!("no outbox item {id}"))?;
+                        Some(
+                            crate::plan::refit(&config.pipeline, &item.destination, &text)
+                                .with_context(|| {
+                                    format!(
+                                        "cannot fit the text for {}: an empty text, or a destination the config lacks",
+                                        item.destination
+                                    )
+                                })?,
+                        )
+                    }
+                };
+                let item = store
+                    .approve(&id, &decider(), text, crate::clock::now_ms())
+                    .await?;
+                writeln!(
+                    out,
+                    "{id}: approved; queued for {} ({} weighted characters): {}",
+                    item.destination, item.length, item.text
+                )?;
+            }
+            QueueCommand::Reject { id } => {
+                store.reject(&id, &decider(), crate::clock::now_ms()).await?;
+                writeln!(out, "{id}: rejected; it will never be sent")?;
+            }
             QueueCommand::Replay { delivery } => {
                 let replaced = store.replay_delivery(&delivery).await?;
                 writeln!(
@@ -103,7 +135,18 @@ fn item_json(item: &crate::outbox::Item) -> serde_json::Value {
         "sent_at": item.sent_at,
         "remote_id": item.remote_id,
         "last_error": item.last_error,
+        "decision": item.decision,
+        "decided_by": item.decided_by,
+        "decided_at": item.decided_at,
     })
+}
+
+/// Who decides from the command line, as the decision records it: the admin's login name.
+fn decider() -> String {
+    let name = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".to_string());
+    format!("cli:{name}")
 }
 
 /// `chirpd handshake open`: the next handshake of `source` within `duration` may replace its secret.

@@ -43,6 +43,8 @@ pub struct Config {
     pub store_max_bytes: Option<u64>,
     /// The fleet settings, and the PostgreSQL database that replaces the SQLite file when set.
     pub fleet: Fleet,
+    /// The web console; none until a password hash is configured.
+    pub admin: Option<Admin>,
     pub dispatch: Dispatch,
     pub retention: Retention,
     pub sources: BTreeMap<String, Source>,
@@ -76,6 +78,17 @@ pub struct Dispatch {
     pub request_timeout: Duration,
     /// How often a `require_protected` destination's account is checked.
     pub protected_check_every: Duration,
+}
+
+/// The web console's settings.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    pub user: String,
+    /// An argon2 PHC string (`$argon2id$v=19$…`), checked when the config is loaded.
+    pub password_hash: secret::Secret,
+    pub session_ttl: Duration,
+    pub secure_cookie: bool,
 }
 
 /// How this instance shares a PostgreSQL store with others.
@@ -367,6 +380,40 @@ fn validate(
         lease: duration("store.lease", &raw.store.lease, &mut err),
         pool_size: raw.store.pool_size.clamp(2, 512),
     };
+    let admin = raw.admin.password_hash.as_deref().and_then(|reference| {
+        let listen = match raw.admin.listen.parse() {
+            Ok(a) => a,
+            Err(_) => {
+                err(
+                    "admin.listen",
+                    format!("{:?} is not an address such as 127.0.0.1:8790", raw.admin.listen),
+                );
+                return None;
+            }
+        };
+        let hash = match secrets.resolve(reference) {
+            Ok(h) => h,
+            Err(e) => {
+                err("admin.password_hash", e.to_string());
+                return None;
+            }
+        };
+        if !inspect_only && argon2::PasswordHash::new(hash.expose()).is_err() {
+            err(
+                "admin.password_hash",
+                "is not an argon2 hash ($argon2id$…): make one with `chirpd admin hash-password`"
+                    .to_string(),
+            );
+            return None;
+        }
+        Some(Admin {
+            listen,
+            user: raw.admin.user.clone(),
+            password_hash: hash,
+            session_ttl: duration("admin.session_ttl", &raw.admin.session_ttl, &mut err),
+            secure_cookie: raw.admin.secure_cookie,
+        })
+    });
     if fleet.lease < Duration::from_secs(1) {
         err(
             "store.lease",
@@ -401,6 +448,10 @@ fn validate(
                     recipients: d.recipients.clone(),
                     strip_urls: d.url_policy == UrlPolicy::Never,
                     settle: d.settle,
+                    review: raw
+                        .destinations
+                        .get(id)
+                        .is_some_and(|raw_dest| raw_dest.review),
                 };
                 (id.clone(), target)
             })
@@ -453,6 +504,7 @@ fn validate(
         store_max_bytes: (raw.store.max_size_mb > 0)
             .then(|| raw.store.max_size_mb.saturating_mul(1024 * 1024)),
         fleet,
+        admin,
         dispatch,
         retention,
         sources,

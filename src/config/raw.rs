@@ -20,6 +20,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub retention: RawRetention,
     #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
     pub sources: BTreeMap<String, RawSource>,
     #[serde(default)]
     pub destinations: BTreeMap<String, RawDestination>,
@@ -79,6 +81,34 @@ impl Default for RawStore {
             instance: String::new(),
             lease: "10s".to_string(),
             pool_size: 16,
+        }
+    }
+}
+
+/// The web console, off until `password_hash` is set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    /// Its own listener: loopback by default, reached through SSH or the TLS proxy.
+    pub listen: String,
+    /// The name decisions are recorded under.
+    pub user: String,
+    /// The argon2 hash of the password (`chirpd admin hash-password`), as a secret reference.
+    pub password_hash: Option<String>,
+    /// How long a sign-in lasts.
+    pub session_ttl: String,
+    /// Mark the session cookie `Secure`: set it when the console is reached through HTTPS.
+    pub secure_cookie: bool,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin {
+            listen: "127.0.0.1:8790".to_string(),
+            user: "admin".to_string(),
+            password_hash: None,
+            session_ttl: "12h".to_string(),
+            secure_cookie: false,
         }
     }
 }
@@ -195,6 +225,9 @@ pub struct RawDestination {
     pub settle: Option<String>,
     #[serde(default)]
     pub dry_run: bool,
+    /// Keep every item for this destination in review until a person approves or rejects it.
+    #[serde(default)]
+    pub review: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +240,9 @@ pub struct RawRoute {
     pub to: Vec<String>,
     pub template: Option<String>,
     pub template_file: Option<String>,
+    /// Keep this route's items in review until a person approves or rejects them.
+    #[serde(default)]
+    pub review: bool,
 }
 
 fn default_api_base() -> String {

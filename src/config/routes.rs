@@ -128,6 +128,7 @@ pub(super) fn route(
         when,
         to: r.to.clone(),
         template: template_name,
+        review: r.review,
     })
 }
 

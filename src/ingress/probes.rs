@@ -26,9 +26,13 @@ pub async fn metrics(
     String,
 ) {
     if let Ok(counts) = state.store.counts().await {
-        for st in ["pending", "sending", "retry", "sent", "dead"] {
+        for st in ["pending", "sending", "retry", "sent", "dead", "review", "rejected"] {
             let n = counts.iter().find(|(s, _)| s == st).map_or(0, |(_, n)| *n);
             metrics::gauge!("chirpd_queue_items", "state" => st).set(n as f64);
+            if st == "review" {
+                // What the people reviewing posts have to decide, for an alert of its own.
+                metrics::gauge!("chirpd_review_waiting").set(n as f64);
+            }
         }
     }
     let body = crate::telemetry::metrics_handle().render();
@@ -69,6 +73,21 @@ pub async fn readyz_ingress(
     )
 }
 
+/// Why the daemon is not ready, the store aside: failing stages, and destinations that need the admin.
+/// The console shows these without the commit probe, since reading it must not write.
+pub fn unready_reasons(health: &crate::health::Health) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for (stage, reason) in health.failing_stages() {
+        reasons.push(format!("{stage}: {reason}"));
+    }
+    for (dest, hold) in &health.holds() {
+        if hold.needs_admin {
+            reasons.push(format!("destination {dest}: {}", hold.reason));
+        }
+    }
+    reasons
+}
+
 /// Ready when the store commits, every stage works and no destination needs the admin. Rate-limit waits
 /// are listed but do not make the daemon unready: they end on their own.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
@@ -82,15 +101,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
             STORE_PROBE.as_secs()
         )),
     }
-    for (stage, reason) in state.health.failing_stages() {
-        reasons.push(format!("{stage}: {reason}"));
-    }
+    reasons.extend(unready_reasons(&state.health));
     let holds = state.health.holds();
-    for (dest, hold) in &holds {
-        if hold.needs_admin {
-            reasons.push(format!("destination {dest}: {}", hold.reason));
-        }
-    }
     let ready = reasons.is_empty();
     let status = if ready {
         StatusCode::OK

@@ -104,6 +104,21 @@ pub struct Recorded {
     pub duplicate: bool,
 }
 
+/// A stored delivery as the console lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub id: String,
+    pub source: String,
+    pub event: Option<String>,
+    pub received_at: UnixMillis,
+    /// received | planned | failed | dead | handshake
+    pub state: String,
+    /// Set by planning: the provider's event name and the normalized kind.
+    pub native: Option<String>,
+    pub kind: Option<String>,
+    pub error: Option<String>,
+}
+
 /// A stored delivery awaiting planning.
 #[derive(Debug, Clone)]
 pub struct StoredDelivery {
@@ -134,6 +149,8 @@ pub struct NewItem {
     /// A pending item about the same subject that this one replaces, with the merged text to use if it
     /// is still pending when this plan is stored.
     pub merge: Option<Merge>,
+    /// The item waits in `review` for a person's decision instead of being queued.
+    pub review: bool,
 }
 
 /// A delivery's plan, ready to store.
@@ -159,7 +176,8 @@ pub struct Merge {
     pub event_kind: &'static str,
 }
 
-/// The life of an outbox item: pending → sending → sent | retry | dead.
+/// The life of an outbox item: pending → sending → sent | retry | dead; an item under review starts in
+/// review → pending (approved) | rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ItemState {
     Pending,
@@ -172,6 +190,10 @@ pub enum ItemState {
     Dead,
     /// Carried by a digest (`folded_into`), not posted on its own.
     Folded,
+    /// Waiting for a person to approve or reject it; never claimed.
+    Review,
+    /// Rejected by a person: never sent.
+    Rejected,
 }
 
 impl ItemState {
@@ -183,6 +205,8 @@ impl ItemState {
             ItemState::Sent => "sent",
             ItemState::Dead => "dead",
             ItemState::Folded => "folded",
+            ItemState::Review => "review",
+            ItemState::Rejected => "rejected",
         }
     }
 
@@ -194,6 +218,8 @@ impl ItemState {
             ItemState::Sent,
             ItemState::Dead,
             ItemState::Folded,
+            ItemState::Review,
+            ItemState::Rejected,
         ]
         .into_iter()
         .find(|st| st.as_str() == s)
@@ -223,6 +249,11 @@ pub struct Item {
     pub event_kind: Option<String>,
     pub project: Option<String>,
     pub folded_into: Option<String>,
+    /// A person's decision on an item under review: `approved`, `edited` (approved with a new text) or
+    /// `rejected`, by whom and when.
+    pub decision: Option<String>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<UnixMillis>,
 }
 
 impl Item {
@@ -360,6 +391,19 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a queued item dead so it is never sent.
     async fn drop_item(&self, id: &str, now: UnixMillis) -> Result<(), StoreError>;
 
+    /// Approves an item under review: it is queued, due now, with `text` (already fitted) in place of its
+    /// own when given. Records who decided and when; returns the item as queued.
+    async fn approve(
+        &self,
+        id: &str,
+        by: &str,
+        text: Option<(String, usize)>,
+        now: UnixMillis,
+    ) -> Result<Item, StoreError>;
+
+    /// Rejects an item under review: it is never sent. Records who decided and when.
+    async fn reject(&self, id: &str, by: &str, now: UnixMillis) -> Result<(), StoreError>;
+
     /// Plans a delivery again; returns how many dead items it replaces.
     async fn replay_delivery(&self, id: &str) -> Result<usize, StoreError>;
 
@@ -432,6 +476,25 @@ pub trait Store: Send + Sync + 'static {
     async fn handshake_open(&self, source: &str, now: UnixMillis) -> Result<bool, StoreError>;
 
     async fn delivery_count(&self) -> Result<i64, StoreError>;
+
+    /// The newest deliveries, for the console.
+    async fn deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError>;
+
+    /// One delivery, with its body unless retention forgot it.
+    async fn delivery(
+        &self,
+        id: &str,
+    ) -> Result<Option<(DeliveryRecord, Option<Vec<u8>>)>, StoreError>;
+
+    /// The outbox items planned from a delivery.
+    async fn delivery_items(&self, id: &str) -> Result<Vec<Item>, StoreError>;
+
+    /// When each request to `destination` after `since` was made, oldest first (the console's chart).
+    async fn requests_since(
+        &self,
+        destination: &str,
+        since: UnixMillis,
+    ) -> Result<Vec<UnixMillis>, StoreError>;
 
     /// Commits an empty transaction through the same path as every change: `Ok` means the store can
     /// durably write right now. The watchdog and `/readyz` ask this, not a query, because a writer that

@@ -121,6 +121,7 @@ fn item(dest: &str) -> NewItem {
         subject: None,
         due_at: None,
         merge: None,
+        review: false,
     }
 }
 
@@ -621,4 +622,80 @@ mod fleet {
             vec![("pending".to_string(), 2)]
         );
     }
+}
+
+contract!(items_under_review_wait_for_a_person_and_the_decision_is_recorded);
+async fn items_under_review_wait_for_a_person_and_the_decision_is_recorded(db: Db) {
+    let store = db.open_leading().await;
+    let d = store.record_delivery(delivery("r", b"{}")).await.unwrap();
+    let mut kept = item("team");
+    kept.review = true;
+    let mut refused = item("team");
+    refused.review = true;
+    refused.route = 1;
+    save_plan(&store, d.id, "n", None, vec![kept, refused], 1)
+        .await
+        .unwrap();
+    // Nothing under review is ever claimed, or offered for a digest.
+    assert!(store.claim("team", 100).await.unwrap().is_none());
+    assert!(store.due("team", 100, 10).await.unwrap().is_empty());
+    let waiting = store.items(Some(ItemState::Review), 10).await.unwrap();
+    assert_eq!(waiting.len(), 2);
+    let (a, b) = (waiting[0].id.clone(), waiting[1].id.clone());
+
+    let approved = store
+        .approve(&a, "alice", Some(("edited".into(), 6)), 50)
+        .await
+        .unwrap();
+    assert_eq!(
+        (approved.state, approved.text.as_str(), approved.length),
+        (ItemState::Pending, "edited", 6)
+    );
+    assert_eq!(
+        (approved.decision.as_deref(), approved.decided_by.as_deref(), approved.decided_at),
+        (Some("edited"), Some("alice"), Some(50))
+    );
+    store.reject(&b, "bob", 51).await.unwrap();
+    // A decision is taken once.
+    assert!(matches!(
+        store.reject(&a, "bob", 52).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.approve(&b, "alice", None, 52).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let claimed = store.claim("team", 60).await.unwrap().unwrap();
+    assert_eq!((claimed.id.as_str(), claimed.text.as_str()), (a.as_str(), "edited"));
+    assert!(store.claim("team", 60).await.unwrap().is_none(), "a rejected item was claimed");
+    let rejected = store.item(&b).await.unwrap().unwrap();
+    assert_eq!(
+        (rejected.state, rejected.decided_by.as_deref(), rejected.last_error.as_deref()),
+        (ItemState::Rejected, Some("bob"), Some("rejected by bob"))
+    );
+    // Rejected items are finished items: retention forgets them in time.
+    assert_eq!(store.prune(Prunable::Items, 1_000, 10).await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_restarted_under_its_name_takes_back_the_deliveries_it_was_planning() {
+    let url = postgres::test_cluster::shared().create_database();
+    let open = |name: &'static str| {
+        let url = url.clone();
+        async move {
+            std::sync::Arc::new(
+                postgres::PgStore::connect(&Secret::new(url), name, 4, false)
+                    .await
+                    .unwrap(),
+            ) as SharedStore
+        }
+    };
+    let before = open("a").await;
+    before.record_delivery(delivery("k", b"{}")).await.unwrap();
+    assert_eq!(before.unplanned(10).await.unwrap().len(), 1);
+    // It dies while planning: another instance waits for the claim to lapse…
+    drop(before);
+    assert!(open("b").await.unplanned(10).await.unwrap().is_empty());
+    // …but the same instance, restarted, plans it at once.
+    assert_eq!(open("a").await.unplanned(10).await.unwrap().len(), 1);
 }

@@ -4,6 +4,7 @@
 mod chaos;
 mod citizen;
 mod cli;
+mod console;
 mod crash;
 mod fleet;
 mod ingress;

@@ -318,7 +318,57 @@ async fn shutdown_waits_for_the_send_in_flight_and_nothing_is_posted_twice() {
     app.stop().await;
 }
 
+async fn a_person_approves_an_edited_item_and_rejects_another_from_the_command_line() {
+    let app = TestApp::start_with("review = true\n").await;
+    app.accept_issue("r1", "to approve").await;
+    let first = wait_item(&app, "review").await;
+    app.accept_issue("r2", "to reject").await;
+    let start = Instant::now();
+    let second = loop {
+        let waiting: Vec<Value> = items(&app)
+            .into_iter()
+            .filter(|i| i["state"] == "review" && i["id"] != first["id"])
+            .collect();
+        if let Some(i) = waiting.into_iter().next() {
+            break i;
+        }
+        assert!(start.elapsed() < WAIT, "the second item never waited for review");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Waiting is not sending.
+    assert!(app.x.tweets().is_empty());
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("chirpd_review_waiting 2"), "{metrics}");
+
+    let id = first["id"].as_str().unwrap();
+    let (ok, text) = queue(&app, &["approve", id, "--text", "A person wrote this instead"]);
+    assert!(ok && text.contains("approved"), "{text}");
+    assert_eq!(
+        app.x.wait_for_tweets(1, WAIT).await,
+        vec!["A person wrote this instead".to_string()]
+    );
+    wait_item_state(&app, id, "sent").await;
+    let (ok, shown) = queue(&app, &["show", id]);
+    assert!(ok, "{shown}");
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["decision"], "edited");
+    assert!(shown["decided_by"].as_str().unwrap().starts_with("cli:"), "{shown}");
+
+    let other = second["id"].as_str().unwrap();
+    let (ok, text) = queue(&app, &["reject", other]);
+    assert!(ok && text.contains("never be sent"), "{text}");
+    wait_item_state(&app, other, "rejected").await;
+    // A decision is final, and a rejected item is never sent.
+    let (ok, text) = queue(&app, &["approve", other]);
+    assert!(!ok && text.contains("under review"), "{text}");
+    app.accept_issue("r3", "after").await;
+    wait_item(&app, "review").await;
+    assert_eq!(app.x.tweets().len(), 1);
+    app.stop().await;
+}
+
 crate::on_both_stores!(
+    a_person_approves_an_edited_item_and_rejects_another_from_the_command_line,
     a_valid_reload_applies_the_new_routes_and_an_invalid_one_changes_nothing,
     the_queue_cli_repairs_a_live_store,
     shutdown_waits_for_the_send_in_flight_and_nothing_is_posted_twice,

@@ -35,12 +35,15 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::clock::UnixMillis;
 use crate::config::secret::Secret;
 use crate::outbox::{
-    Block, Change, Finish, Item, ItemState, Led, NewDelivery, NewDigest, NewItem, PlanRecord,
+    Block, Change, DeliveryRecord, Finish, Item, ItemState, Led, NewDelivery, NewDigest, NewItem, PlanRecord,
     Prunable, Recorded, Store, StoreError, StoreSize, StoredDelivery, Tokens, new_id,
 };
 
 /// The migrations, in order; each runs once, in the transaction that records it.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_review.sql")),
+];
 
 /// The advisory lock that serializes migrations across instances starting together.
 const MIGRATION_LOCK: i64 = 0x6368_6972_7064; // "chirpd"
@@ -60,6 +63,10 @@ struct Inner {
     /// This process's name as a lease holder: the instance name and a random suffix, so that two
     /// processes given the same name (or one restarted) never mistake each other's leases for their own.
     holder: String,
+    /// The instance's name, which planning claims carry: a restarted instance (same name, new holder)
+    /// takes back at once the deliveries it was planning when it died. Two processes given one name can
+    /// then plan the same delivery side by side, which `save_plans` makes harmless.
+    instance: String,
     /// Announcements heard from other instances; none for a command, which listens to nothing.
     changes: Option<broadcast::Sender<Change>>,
     /// Stops the listening task when the last handle to the store goes.
@@ -126,6 +133,7 @@ impl PgStore {
             inner: Arc::new(Inner {
                 pool,
                 holder,
+                instance: instance.to_string(),
                 changes,
                 _listening: listening,
             }),
@@ -221,7 +229,7 @@ impl Store for PgStore {
 
     async fn unplanned(&self, limit: usize) -> Result<Vec<StoredDelivery>, StoreError> {
         let conn = self.conn().await?;
-        sql::claim_unplanned(&conn, self.holder(), limit).await
+        sql::claim_unplanned(&conn, &self.inner.instance, limit).await
     }
 
     async fn save_plans(&self, plans: Vec<PlanRecord>) -> Result<(), StoreError> {
@@ -340,6 +348,20 @@ impl Store for PgStore {
 
     async fn drop_item(&self, id: &str, now: UnixMillis) -> Result<(), StoreError> {
         in_tx!(self, |tx| sql::drop_item(&tx, id, now).await?)
+    }
+
+    async fn approve(
+        &self,
+        id: &str,
+        by: &str,
+        text: Option<(String, usize)>,
+        now: UnixMillis,
+    ) -> Result<Item, StoreError> {
+        in_tx!(self, |tx| sql::approve(&tx, id, by, text.as_ref(), now).await?)
+    }
+
+    async fn reject(&self, id: &str, by: &str, now: UnixMillis) -> Result<(), StoreError> {
+        in_tx!(self, |tx| sql::reject(&tx, id, by, now).await?)
     }
 
     async fn replay_delivery(&self, id: &str) -> Result<usize, StoreError> {
@@ -461,6 +483,33 @@ impl Store for PgStore {
     async fn delivery_count(&self) -> Result<i64, StoreError> {
         let conn = self.conn().await?;
         sql::delivery_count(&conn).await
+    }
+
+    async fn deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let conn = self.conn().await?;
+        sql::deliveries(&conn, limit).await
+    }
+
+    async fn delivery(
+        &self,
+        id: &str,
+    ) -> Result<Option<(DeliveryRecord, Option<Vec<u8>>)>, StoreError> {
+        let conn = self.conn().await?;
+        sql::delivery(&conn, id).await
+    }
+
+    async fn delivery_items(&self, id: &str) -> Result<Vec<Item>, StoreError> {
+        let conn = self.conn().await?;
+        sql::delivery_items(&conn, id).await
+    }
+
+    async fn requests_since(
+        &self,
+        destination: &str,
+        since: UnixMillis,
+    ) -> Result<Vec<UnixMillis>, StoreError> {
+        let conn = self.conn().await?;
+        sql::requests_since(&conn, destination, since).await
     }
 
     async fn probe_commit(&self) -> Result<(), StoreError> {

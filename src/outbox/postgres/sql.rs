@@ -13,7 +13,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::clock::UnixMillis;
 use crate::outbox::{
-    Block, Finish, HoldCause, Item, ItemState, Led, NewDelivery, NewDigest, NewItem, PlanRecord,
+    Block, DeliveryRecord, Finish, HoldCause, Item, ItemState, Led, NewDelivery, NewDigest, NewItem, PlanRecord,
     Prunable, Recorded, StoreError, StoreSize, StoredDelivery,
 };
 
@@ -154,11 +154,11 @@ pub async fn record_delivery(
     })
 }
 
-/// Claims up to `limit` deliveries to plan: those `received` that no other instance is planning (or
-/// whose claim lapsed). `SKIP LOCKED` lets instances claim side by side without waiting on each other.
+/// Claims up to `limit` deliveries to plan for instance `planner`: those `received` that no other
+/// instance is planning (or whose claim lapsed), and those this instance claimed before it restarted. `SKIP LOCKED` lets instances claim side by side without waiting on each other.
 pub async fn claim_unplanned(
     c: &impl GenericClient,
-    holder: &str,
+    planner: &str,
     n: usize,
 ) -> Result<Vec<StoredDelivery>, StoreError> {
     let sql = format!(
@@ -172,7 +172,7 @@ pub async fn claim_unplanned(
          RETURNING d.id, d.source, d.event, d.received_at,
                    coalesce((SELECT b.body FROM delivery_bodies b WHERE b.delivery_id = d.id), ''::bytea)"
     );
-    let rows = query(c, &sql, &[&holder, &limit(n), &PLANNING_CLAIM_MS]).await?;
+    let rows = query(c, &sql, &[&planner, &limit(n), &PLANNING_CLAIM_MS]).await?;
     let mut out: Vec<StoredDelivery> = rows
         .iter()
         .map(|r| StoredDelivery {
@@ -231,7 +231,8 @@ async fn save_plan(
         let mut length = item.length;
         let mut due = item.due_at.unwrap_or(now);
         let mut event_kind = item.event_kind;
-        if let Some(merge) = &item.merge {
+        let state = if item.review { "review" } else { "pending" };
+        if let Some(merge) = item.merge.as_ref().filter(|_| !item.review) {
             let taken = execute(
                 c,
                 "UPDATE outbox SET state = 'folded', folded_into = $2, updated_at = $3
@@ -250,7 +251,7 @@ async fn save_plan(
             c,
             "INSERT INTO outbox (id, delivery_id, route, destination, recipient, kind, text, length, state,
                                  attempts, next_attempt_at, created_at, updated_at, event_kind, project, subject)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $10, $10, $11, $12, $13)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $14, 0, $9, $10, $10, $11, $12, $13)
              ON CONFLICT (delivery_id, route, destination, recipient) DO NOTHING",
             &[
                 id,
@@ -266,6 +267,7 @@ async fn save_plan(
                 &event_kind,
                 &item.project,
                 &item.subject,
+                &state,
             ],
         )
         .await?;
@@ -308,7 +310,7 @@ pub async fn fail_delivery(
 
 const ITEM_COLUMNS: &str = "id, delivery_id, route, destination, kind, text, length, state, attempts,
     next_attempt_at, created_at, updated_at, sent_at, remote_id, last_error, recipient, event_kind, project,
-    folded_into";
+    folded_into, decision, decided_by, decided_at";
 
 fn item_from_row(r: &Row) -> Item {
     let state: String = r.get(7);
@@ -332,6 +334,9 @@ fn item_from_row(r: &Row) -> Item {
         event_kind: r.get(16),
         project: r.get(17),
         folded_into: r.get(18),
+        decision: r.get(19),
+        decided_by: r.get(20),
+        decided_at: r.get(21),
     }
 }
 
@@ -600,7 +605,7 @@ pub async fn prune(
         }
         Prunable::Items => {
             "DELETE FROM outbox WHERE id IN (
-                 SELECT id FROM outbox WHERE state IN ('sent', 'dead', 'folded') AND updated_at < $1
+                 SELECT id FROM outbox WHERE state IN ('sent', 'dead', 'folded', 'rejected') AND updated_at < $1
                  LIMIT $2 FOR UPDATE SKIP LOCKED)"
         }
         Prunable::Deliveries => {
@@ -661,6 +666,70 @@ pub async fn counts(c: &impl GenericClient) -> Result<Vec<(String, i64)>, StoreE
     )
     .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+const DELIVERY_COLUMNS: &str = "id, source, event, received_at, state, native, kind, error";
+
+fn delivery_from_row(r: &Row) -> DeliveryRecord {
+    DeliveryRecord {
+        id: r.get(0),
+        source: r.get(1),
+        event: r.get(2),
+        received_at: r.get(3),
+        state: r.get(4),
+        native: r.get(5),
+        kind: r.get(6),
+        error: r.get(7),
+    }
+}
+
+pub async fn deliveries(
+    c: &impl GenericClient,
+    n: usize,
+) -> Result<Vec<DeliveryRecord>, StoreError> {
+    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries ORDER BY id DESC LIMIT $1");
+    let rows = query(c, &sql, &[&limit(n)]).await?;
+    Ok(rows.iter().map(delivery_from_row).collect())
+}
+
+pub async fn delivery(
+    c: &impl GenericClient,
+    id: &str,
+) -> Result<Option<(DeliveryRecord, Option<Vec<u8>>)>, StoreError> {
+    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");
+    let Some(row) = query_opt(c, &sql, &[&id]).await? else {
+        return Ok(None);
+    };
+    let body = query_opt(
+        c,
+        "SELECT body FROM delivery_bodies WHERE delivery_id = $1",
+        &[&id],
+    )
+    .await?
+    .map(|r| r.get(0));
+    Ok(Some((delivery_from_row(&row), body)))
+}
+
+pub async fn delivery_items(c: &impl GenericClient, id: &str) -> Result<Vec<Item>, StoreError> {
+    let sql = format!(
+        "SELECT {ITEM_COLUMNS} FROM outbox WHERE delivery_id = $1 ORDER BY route, destination, recipient"
+    );
+    let rows = query(c, &sql, &[&id]).await?;
+    Ok(rows.iter().map(item_from_row).collect())
+}
+
+pub async fn requests_since(
+    c: &impl GenericClient,
+    destination: &str,
+    since: UnixMillis,
+) -> Result<Vec<UnixMillis>, StoreError> {
+    let rows = query(
+        c,
+        "SELECT at FROM send_ledger WHERE destination = $1 AND at > $2 ORDER BY at",
+        &[&destination, &since],
+    )
+    .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 pub async fn delivery_count(c: &impl GenericClient) -> Result<i64, StoreError> {
@@ -770,6 +839,54 @@ pub async fn drop_item(
     if changed == 0 {
         return Err(StoreError::NotFound(format!(
             "outbox item {id} that is pending or waiting"
+        )));
+    }
+    Ok(())
+}
+
+/// A person's approval of an item under review, as on SQLite; announced to the destination's leader.
+pub async fn approve(
+    c: &impl GenericClient,
+    id: &str,
+    by: &str,
+    text: Option<&(String, usize)>,
+    now: UnixMillis,
+) -> Result<Item, StoreError> {
+    let sql = format!(
+        "UPDATE outbox SET state = 'pending', next_attempt_at = $3, updated_at = $3, decided_by = $2,
+                decided_at = $3, decision = CASE WHEN $4::text IS NULL THEN 'approved' ELSE 'edited' END,
+                original_text = CASE WHEN $4::text IS NULL THEN NULL ELSE text END,
+                text = coalesce($4::text, text), length = coalesce($5::bigint, length)
+         WHERE id = $1 AND state = 'review'
+         RETURNING {ITEM_COLUMNS}"
+    );
+    let new_text = text.map(|(t, _)| t.as_str());
+    let new_length = text.map(|(_, l)| *l as i64);
+    let item = query_opt(c, &sql, &[&id, &by, &now, &new_text, &new_length])
+        .await?
+        .map(|r| item_from_row(&r))
+        .ok_or_else(|| StoreError::NotFound(format!("outbox item {id} under review")))?;
+    notify(c, ITEMS, &item.destination).await?;
+    Ok(item)
+}
+
+pub async fn reject(
+    c: &impl GenericClient,
+    id: &str,
+    by: &str,
+    now: UnixMillis,
+) -> Result<(), StoreError> {
+    let changed = execute(
+        c,
+        "UPDATE outbox SET state = 'rejected', updated_at = $3, decided_by = $2, decided_at = $3,
+                decision = 'rejected', last_error = 'rejected by ' || $2
+         WHERE id = $1 AND state = 'review'",
+        &[&id, &by, &now],
+    )
+    .await?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!(
+            "outbox item {id} under review"
         )));
     }
     Ok(())

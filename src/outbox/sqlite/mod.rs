@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use crate::clock::UnixMillis;
 use crate::config::secret::Secret;
 use crate::outbox::{
-    Block, Finish, Item, ItemState, Led, NewDelivery, NewDigest, NewItem, PlanRecord, Prunable,
+    Block, DeliveryRecord, Finish, Item, ItemState, Led, NewDelivery, NewDigest, NewItem, PlanRecord, Prunable,
     Recorded, Store, StoreError, StoreSize, StoredDelivery, Tokens, new_id,
 };
 
@@ -281,6 +281,27 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn approve(
+        &self,
+        id: &str,
+        by: &str,
+        text: Option<(String, usize)>,
+        now: UnixMillis,
+    ) -> Result<Item, StoreError> {
+        self.write(
+            (id.to_owned(), by.to_owned(), text, now),
+            |c, (id, by, text, now)| sql::approve(c, id, by, text.as_ref(), *now),
+        )
+        .await
+    }
+
+    async fn reject(&self, id: &str, by: &str, now: UnixMillis) -> Result<(), StoreError> {
+        self.write((id.to_owned(), by.to_owned(), now), |c, (id, by, now)| {
+            sql::reject(c, id, by, *now)
+        })
+        .await
+    }
+
     async fn replay_delivery(&self, id: &str) -> Result<usize, StoreError> {
         self.write(id.to_owned(), |c, id| sql::replay_delivery(c, id))
             .await
@@ -420,6 +441,33 @@ impl Store for SqliteStore {
         self.read((), |c, ()| sql::delivery_count(c)).await
     }
 
+    async fn deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.read(limit, |c, limit| sql::deliveries(c, *limit)).await
+    }
+
+    async fn delivery(
+        &self,
+        id: &str,
+    ) -> Result<Option<(DeliveryRecord, Option<Vec<u8>>)>, StoreError> {
+        self.read(id.to_owned(), |c, id| sql::delivery(c, id)).await
+    }
+
+    async fn delivery_items(&self, id: &str) -> Result<Vec<Item>, StoreError> {
+        self.read(id.to_owned(), |c, id| sql::delivery_items(c, id))
+            .await
+    }
+
+    async fn requests_since(
+        &self,
+        destination: &str,
+        since: UnixMillis,
+    ) -> Result<Vec<UnixMillis>, StoreError> {
+        self.read((destination.to_owned(), since), |c, (d, since)| {
+            sql::requests_since(c, d, *since)
+        })
+        .await
+    }
+
     async fn probe_commit(&self) -> Result<(), StoreError> {
         self.write((), |_, ()| Ok(())).await
     }
@@ -469,6 +517,7 @@ mod tests {
                 subject: None,
                 due_at: None,
                 merge: None,
+                review: false,
             }],
             error: None,
             now: 1,

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::writer::unavailable;
 use crate::clock::UnixMillis;
 use crate::outbox::{
-    Block, Finish, HoldCause, Item, ItemState, NewDelivery, NewDigest, NewItem, PlanRecord,
+    Block, DeliveryRecord, Finish, HoldCause, Item, ItemState, NewDelivery, NewDigest, NewItem, PlanRecord,
     Prunable, Recorded, StoreError, StoreSize, StoredDelivery,
 };
 
@@ -93,7 +93,8 @@ pub fn save_plan(
         let mut length = item.length;
         let mut due = item.due_at.unwrap_or(now);
         let mut event_kind = item.event_kind;
-        if let Some(merge) = &item.merge {
+        let state = if item.review { "review" } else { "pending" };
+        if let Some(merge) = item.merge.as_ref().filter(|_| !item.review) {
             let taken = conn
                 .execute(
                     "UPDATE outbox SET state = 'folded', folded_into = ?2, updated_at = ?3
@@ -111,7 +112,7 @@ pub fn save_plan(
         conn.execute(
             "INSERT INTO outbox (id, delivery_id, route, destination, recipient, kind, text, length, state,
                                  attempts, next_attempt_at, created_at, updated_at, event_kind, project, subject)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', 0, ?9, ?10, ?10, ?11, ?12, ?13)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?14, 0, ?9, ?10, ?10, ?11, ?12, ?13)
              ON CONFLICT (delivery_id, route, destination, recipient) DO NOTHING",
             params![
                 id,
@@ -126,7 +127,8 @@ pub fn save_plan(
                 now,
                 event_kind,
                 item.project,
-                item.subject
+                item.subject,
+                state
             ],
         )
         .map_err(unavailable)?;
@@ -164,7 +166,7 @@ pub fn fail_delivery(conn: &Connection, id: &str, error: &str) -> Result<(), Sto
 const ITEM_COLUMNS: &str =
     "id, delivery_id, route, destination, kind, text, length, state, attempts,
     next_attempt_at, created_at, updated_at, sent_at, remote_id, last_error, recipient, event_kind, project,
-    folded_into";
+    folded_into, decision, decided_by, decided_at";
 
 fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
     let state: String = r.get(7)?;
@@ -188,6 +190,9 @@ fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
         event_kind: r.get(16)?,
         project: r.get(17)?,
         folded_into: r.get(18)?,
+        decision: r.get(19)?,
+        decided_by: r.get(20)?,
+        decided_at: r.get(21)?,
     })
 }
 
@@ -344,7 +349,7 @@ pub fn prune(
         Prunable::Items => {
             "DELETE FROM outbox WHERE rowid IN (
                  SELECT rowid FROM outbox INDEXED BY outbox_finished
-                 WHERE state IN ('sent', 'dead', 'folded') AND updated_at < ?1 LIMIT ?2)"
+                 WHERE state IN ('sent', 'dead', 'folded', 'rejected') AND updated_at < ?1 LIMIT ?2)"
         }
         Prunable::Deliveries => {
             "DELETE FROM deliveries WHERE rowid IN (
@@ -411,6 +416,74 @@ pub fn counts(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
         .map_err(unavailable)?;
     let rows = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(unavailable)?;
+    rows.collect::<Result<_, _>>().map_err(unavailable)
+}
+
+const DELIVERY_COLUMNS: &str = "id, source, event, received_at, state, native, kind, error";
+
+fn delivery_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRecord> {
+    Ok(DeliveryRecord {
+        id: r.get(0)?,
+        source: r.get(1)?,
+        event: r.get(2)?,
+        received_at: r.get(3)?,
+        state: r.get(4)?,
+        native: r.get(5)?,
+        kind: r.get(6)?,
+        error: r.get(7)?,
+    })
+}
+
+pub fn deliveries(conn: &Connection, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
+    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries ORDER BY id DESC LIMIT ?1");
+    let mut stmt = conn.prepare_cached(&sql).map_err(unavailable)?;
+    let rows = stmt
+        .query_map([limit as i64], delivery_from_row)
+        .map_err(unavailable)?;
+    rows.collect::<Result<_, _>>().map_err(unavailable)
+}
+
+pub fn delivery(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<(DeliveryRecord, Option<Vec<u8>>)>, StoreError> {
+    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1");
+    let Some(record) = conn
+        .query_row(&sql, [id], delivery_from_row)
+        .optional()
+        .map_err(unavailable)?
+    else {
+        return Ok(None);
+    };
+    let body = conn
+        .query_row(
+            "SELECT body FROM delivery_bodies WHERE delivery_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    Ok(Some((record, body)))
+}
+
+pub fn delivery_items(conn: &Connection, id: &str) -> Result<Vec<Item>, StoreError> {
+    let sql = format!("SELECT {ITEM_COLUMNS} FROM outbox WHERE delivery_id = ?1 ORDER BY route, destination, recipient");
+    let mut stmt = conn.prepare(&sql).map_err(unavailable)?;
+    let rows = stmt.query_map([id], item_from_row).map_err(unavailable)?;
+    rows.collect::<Result<_, _>>().map_err(unavailable)
+}
+
+pub fn requests_since(
+    conn: &Connection,
+    destination: &str,
+    since: UnixMillis,
+) -> Result<Vec<UnixMillis>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT at FROM send_ledger WHERE destination = ?1 AND at > ?2 ORDER BY at")
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map(params![destination, since], |r| r.get(0))
         .map_err(unavailable)?;
     rows.collect::<Result<_, _>>().map_err(unavailable)
 }
@@ -505,6 +578,57 @@ pub fn drop_item(conn: &Connection, id: &str, now: UnixMillis) -> Result<(), Sto
     if changed == 0 {
         return Err(StoreError::NotFound(format!(
             "outbox item {id} that is pending or waiting"
+        )));
+    }
+    Ok(())
+}
+
+/// A person's approval of an item under review: queued, due now, with the edited text if any (the
+/// planned one is kept in `original_text`).
+pub fn approve(
+    conn: &Connection,
+    id: &str,
+    by: &str,
+    text: Option<&(String, usize)>,
+    now: UnixMillis,
+) -> Result<Item, StoreError> {
+    let sql = format!(
+        "UPDATE outbox SET state = 'pending', next_attempt_at = ?3, updated_at = ?3, decided_by = ?2,
+                decided_at = ?3, decision = CASE WHEN ?4 IS NULL THEN 'approved' ELSE 'edited' END,
+                original_text = CASE WHEN ?4 IS NULL THEN NULL ELSE text END,
+                text = coalesce(?4, text), length = coalesce(?5, length)
+         WHERE id = ?1 AND state = 'review'
+         RETURNING {ITEM_COLUMNS}"
+    );
+    conn.query_row(
+        &sql,
+        params![
+            id,
+            by,
+            now,
+            text.map(|(t, _)| t.as_str()),
+            text.map(|(_, l)| *l as i64)
+        ],
+        item_from_row,
+    )
+    .optional()
+    .map_err(unavailable)?
+    .ok_or_else(|| StoreError::NotFound(format!("outbox item {id} under review")))
+}
+
+/// A person's rejection of an item under review: it is never sent.
+pub fn reject(conn: &Connection, id: &str, by: &str, now: UnixMillis) -> Result<(), StoreError> {
+    let changed = conn
+        .execute(
+            "UPDATE outbox SET state = 'rejected', updated_at = ?3, decided_by = ?2, decided_at = ?3,
+                    decision = 'rejected', last_error = 'rejected by ' || ?2
+             WHERE id = ?1 AND state = 'review'",
+            params![id, by, now],
+        )
+        .map_err(unavailable)?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!(
+            "outbox item {id} under review"
         )));
     }
     Ok(())

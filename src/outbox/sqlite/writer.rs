@@ -75,6 +75,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_hold_causes.sql"),
     include_str!("migrations/0006_handshake_windows.sql"),
     include_str!("migrations/0007_retention.sql"),
+    include_str!("migrations/0008_review.sql"),
 ];
 
 impl Writer {
