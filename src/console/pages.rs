@@ -216,6 +216,7 @@ async fn destination_view(
         .map(|(w, (used, _))| {
             json!({
                 "label": format!("{}/{}", w.count, human(w.per)),
+                "span": human(w.per),
                 "used": used,
                 "count": w.count,
                 "percent": (f64::from(*used) * 100.0 / f64::from(w.count.max(1))).min(100.0).round(),
@@ -644,4 +645,84 @@ pub async fn preview(
         "preview.html",
         json!({ "page": "preview", "admin": admin.user, "csrf": admin.csrf, "waiting": waiting(&console).await, "sources": config.sources.keys().cloned().collect::<Vec<_>>(), "form": json!({ "source": form.source, "event": form.event, "payload": form.payload }), "result": result }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every view renders with the data its handler gives it: a template error is a test failure here,
+    /// not a 500 in front of the admin.
+    #[test]
+    fn every_view_renders_with_its_handlers_data() {
+        let env = views();
+        let item = json!({
+            "id": "i1", "delivery": "d1", "destination": "team", "recipient": "", "kind": "tweet",
+            "text": "a <b>post</b>", "length": 12, "state": "dead", "attempts": 1, "created_at": 1,
+            "updated_at": 2, "sent_at": null, "remote_id": null, "last_error": "X answered 400",
+            "decision": "edited", "decided_by": "alice", "decided_at": 3, "retryable": true,
+            "droppable": false, "max": 280,
+        });
+        let nav = json!({ "admin": "admin", "csrf": "t", "waiting": 2 });
+        let with = |page: &str, extra: serde_json::Value| {
+            let mut v = nav.clone();
+            v["page"] = json!(page);
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            v
+        };
+        let cases = [
+            ("login.html", json!({ "error": "Wrong user name or password." })),
+            (
+                "overview.html",
+                with(
+                    "overview",
+                    json!({
+                        "ready": false, "reasons": ["store: down"], "counts": { "sent": 3 },
+                        "instance": "a", "fleet": true, "now": 1_700_000_000_000i64,
+                        "destinations": [{
+                            "id": "team", "kind": "tweet", "dry_run": false, "leading": true, "review": true,
+                            "windows": [{ "label": "5/15m", "span": "15m", "used": 2, "count": 5, "percent": 40.0 }],
+                            "hold": { "reason": "429", "until": "later", "needs_admin": false },
+                            "next_slot": "later", "spend": { "spent": "1.00", "budget": "5.00", "percent": 20.0 },
+                            "chart": chart::requests_per_hour(&[1], 2),
+                        }],
+                    }),
+                ),
+            ),
+            (
+                "deliveries.html",
+                with("deliveries", json!({ "rows": [{ "id": "d1", "source": "gh", "event": "issues",
+                    "received_at": 1, "state": "planned", "native": "issues.opened", "kind": "task.created",
+                    "error": null }] })),
+            ),
+            (
+                "delivery.html",
+                with("deliveries", json!({ "d": { "id": "d1", "source": "gh", "event": "issues",
+                    "received_at": 1, "state": "planned", "native": null, "kind": null, "error": null },
+                    "body_kept": true, "event": "{}", "items": [item.clone()] })),
+            ),
+            (
+                "items.html",
+                with("items", json!({ "state": "dead", "states": ["dead"], "counts": { "dead": 1 },
+                    "items": [item.clone()] })),
+            ),
+            ("review.html", with("review", json!({ "items": [item.clone()] }))),
+            (
+                "preview.html",
+                with("preview", json!({ "sources": ["gh"], "form": { "source": "gh", "event": "", "payload": "{}" },
+                    "result": { "posts": [{ "route": 0, "destination": "team", "kind": "tweet", "text": "t",
+                    "length": 1, "max": 280, "shortened": false, "review": true }], "errors": [], "event": "{}" } })),
+            ),
+        ];
+        for (name, ctx) in cases {
+            let html = env
+                .get_template(name)
+                .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&ctx))))
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            // Values are escaped: a payload's markup never becomes the console's.
+            assert!(!html.contains("<b>post</b>"), "{name} did not escape");
+        }
+    }
 }

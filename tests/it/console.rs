@@ -89,15 +89,20 @@ impl Browser {
     }
 
     async fn text(&self, css: &str) -> String {
-        self.client
+        match self
+            .client
             .wait()
             .at_most(WAIT)
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .text()
-            .await
-            .unwrap()
+        {
+            Ok(e) => e.text().await.unwrap(),
+            Err(e) => panic!(
+                "{css}: {e}; the page at {}:\n{}",
+                self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default(),
+                self.client.source().await.unwrap_or_default()
+            ),
+        }
     }
 
     async fn click(&self, css: &str) {
