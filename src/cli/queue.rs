@@ -104,7 +104,9 @@ pub(super) fn queue(flag: Option<&Path>, command: QueueCommand) -> anyhow::Resul
                 )?;
             }
             QueueCommand::Reject { id } => {
-                store.reject(&id, &decider(), crate::clock::now_ms()).await?;
+                store
+                    .reject(&id, &decider(), crate::clock::now_ms())
+                    .await?;
                 writeln!(out, "{id}: rejected; it will never be sent")?;
             }
             QueueCommand::Replay { delivery } => {

@@ -386,7 +386,10 @@ fn validate(
             Err(_) => {
                 err(
                     "admin.listen",
-                    format!("{:?} is not an address such as 127.0.0.1:8790", raw.admin.listen),
+                    format!(
+                        "{:?} is not an address such as 127.0.0.1:8790",
+                        raw.admin.listen
+                    ),
                 );
                 return None;
             }

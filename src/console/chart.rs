@@ -5,7 +5,7 @@ use crate::clock::UnixMillis;
 
 const HOUR: i64 = 3_600_000;
 const WIDTH: i64 = 480;
-const HEIGHT: i64 = 120;
+const HEIGHT: i64 = 140;
 /// Room below the bars for the hour labels.
 const LABELS: i64 = 16;
 
@@ -31,7 +31,8 @@ pub fn requests_per_hour(times: &[UnixMillis], now: UnixMillis) -> String {
     ));
     for (i, n) in buckets.iter().enumerate() {
         let i = i as i64;
-        let h = i64::from(*n) * (plot - 4) / top;
+        // The top 18 units stay free for the caption.
+        let h = i64::from(*n) * (plot - 18) / top;
         if h > 0 {
             svg.push_str(&format!(
                 "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{h}\" class=\"bar\"><title>{n} in the hour ending {} h ago</title></rect>",
@@ -42,7 +43,13 @@ pub fn requests_per_hour(times: &[UnixMillis], now: UnixMillis) -> String {
             ));
         }
     }
-    for (i, label) in [(0, "-24h"), (6, "-18h"), (12, "-12h"), (18, "-6h"), (23, "now")] {
+    for (i, label) in [
+        (0, "-24h"),
+        (6, "-18h"),
+        (12, "-12h"),
+        (18, "-6h"),
+        (23, "now"),
+    ] {
         svg.push_str(&format!(
             "<text x=\"{}\" y=\"{}\" class=\"label\">{label}</text>",
             i * slot + 2,
@@ -50,8 +57,7 @@ pub fn requests_per_hour(times: &[UnixMillis], now: UnixMillis) -> String {
         ));
     }
     svg.push_str(&format!(
-        "<text x=\"{}\" y=\"11\" class=\"label\" text-anchor=\"end\">max {top}/h</text></svg>",
-        WIDTH - 2
+        "<text x=\"2\" y=\"12\" class=\"label\">{total} in 24 h, at most {top} an hour</text></svg>"
     ));
     svg
 }
@@ -63,9 +69,18 @@ mod tests {
     #[test]
     fn each_request_lands_in_its_hour_and_older_ones_are_left_out() {
         let now = 100 * HOUR;
-        let times = [now - 10, now - 20, now - HOUR - 1, now - 23 * HOUR - 5, now - 25 * HOUR];
+        let times = [
+            now - 10,
+            now - 20,
+            now - HOUR - 1,
+            now - 23 * HOUR - 5,
+            now - 25 * HOUR,
+        ];
         let svg = requests_per_hour(&times, now);
-        assert!(svg.contains("4 requests in the last 24 hours, at most 2 in one hour"), "{svg}");
+        assert!(
+            svg.contains("4 requests in the last 24 hours, at most 2 in one hour"),
+            "{svg}"
+        );
         assert!(svg.contains("<title>2 in the hour ending 0 h ago</title>"));
         assert!(svg.contains("<title>1 in the hour ending 1 h ago</title>"));
         assert!(svg.contains("<title>1 in the hour ending 23 h ago</title>"));

@@ -64,7 +64,11 @@ struct Session {
 }
 
 impl Console {
-    pub fn new(config: watch::Receiver<Arc<Config>>, store: SharedStore, health: Health) -> Console {
+    pub fn new(
+        config: watch::Receiver<Arc<Config>>,
+        store: SharedStore,
+        health: Health,
+    ) -> Console {
         Console {
             config,
             store,
@@ -85,7 +89,11 @@ impl Console {
             Ok(html) => Html(html).into_response(),
             Err(e) => {
                 tracing::error!(view = name, error = %e, "A console page failed to render.");
-                (StatusCode::INTERNAL_SERVER_ERROR, "the page failed to render; see the log").into_response()
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the page failed to render; see the log",
+                )
+                    .into_response()
             }
         }
     }
@@ -141,7 +149,10 @@ async fn guard_headers(mut res: Response) -> Response {
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -182,18 +193,28 @@ fn to_login() -> Response {
 impl Admin {
     /// Refuses an action whose form does not carry this session's CSRF token: a page of another site
     /// cannot post to the console with the admin's cookie, since it cannot read the token.
-    pub fn check(&self, token: &str) -> Result<(), Response> {
+    pub fn check(&self, token: &str) -> Result<(), Forged> {
         use subtle::ConstantTimeEq;
         if bool::from(self.csrf.as_bytes().ct_eq(token.as_bytes())) {
             Ok(())
         } else {
             tracing::warn!(user = %self.user, "A console action without this session's CSRF token was refused.");
-            Err((
-                StatusCode::FORBIDDEN,
-                "refused: the form's CSRF token does not match your session (reload the page)",
-            )
-                .into_response())
+            Err(Forged)
         }
+    }
+}
+
+/// An action whose CSRF token is not its session's: answered 403.
+#[derive(Debug)]
+pub struct Forged;
+
+impl IntoResponse for Forged {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::FORBIDDEN,
+            "refused: the form's CSRF token does not match your session (reload the page)",
+        )
+            .into_response()
     }
 }
 
@@ -225,7 +246,12 @@ enum SignIn {
 
 impl Console {
     /// Checks a sign-in; on success opens a session and returns its cookie.
-    async fn sign_in(&self, user: &str, password: &str, peer: SocketAddr) -> Result<String, SignIn> {
+    async fn sign_in(
+        &self,
+        user: &str,
+        password: &str,
+        peer: SocketAddr,
+    ) -> Result<String, SignIn> {
         let now = Instant::now();
         {
             let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -262,14 +288,17 @@ impl Console {
             return Err(SignIn::Wrong);
         }
         let session = token();
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(
-            session.clone(),
-            Session {
-                user: admin.user.clone(),
-                csrf: token(),
-                expires: now + admin.session_ttl,
-            },
-        );
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                session.clone(),
+                Session {
+                    user: admin.user.clone(),
+                    csrf: token(),
+                    expires: now + admin.session_ttl,
+                },
+            );
         tracing::info!(%peer, user, "Signed in to the console.");
         let secure = if admin.secure_cookie { "; Secure" } else { "" };
         Ok(format!(

@@ -141,13 +141,16 @@ pub async fn logout(
     Form(form): Form<Csrf>,
 ) -> Response {
     if let Err(refused) = admin.check(&form.csrf) {
-        return refused;
+        return refused.into_response();
     }
     console.sign_out(&headers);
     (
         [(
             header::SET_COOKIE,
-            format!("{}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict", super::COOKIE),
+            format!(
+                "{}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict",
+                super::COOKIE
+            ),
         )],
         Redirect::to("/login"),
     )
@@ -243,7 +246,14 @@ async fn destination_view(
             "until": h.until.map(time),
             "needs_admin": h.needs_admin,
         })),
-        (None, Gate::Closed { until, reason, cause }) => Some(json!({
+        (
+            None,
+            Gate::Closed {
+                until,
+                reason,
+                cause,
+            },
+        ) => Some(json!({
             "reason": reason,
             "until": time(*until),
             "needs_admin": cause.needs_admin(),
@@ -287,11 +297,11 @@ async fn destination_view(
 /// A window's span as the admin wrote it: 15m, 1h, 24h, 7d.
 fn human(d: std::time::Duration) -> String {
     let s = d.as_secs();
-    if s % 86_400 == 0 && s >= 86_400 * 2 {
+    if s.is_multiple_of(86_400) && s >= 86_400 * 2 {
         format!("{}d", s / 86_400)
-    } else if s % 3600 == 0 {
+    } else if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 {
+    } else if s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
@@ -334,19 +344,20 @@ pub async fn delivery(
     };
     let config = console.config.borrow().clone();
     // The event as planning saw it: the same normalizer, on the stored body.
-    let event = match (&body, config.sources.get(&record.source)) {
-        (Some(body), Some(source)) => serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .map(|payload| {
-                let event = crate::normalize::normalize(
-                    &source.provider,
-                    record.event.as_deref(),
-                    &payload,
-                );
-                serde_json::to_string_pretty(&event).unwrap_or_default()
-            }),
-        _ => None,
-    };
+    let event =
+        match (&body, config.sources.get(&record.source)) {
+            (Some(body), Some(source)) => serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .map(|payload| {
+                    let event = crate::normalize::normalize(
+                        &source.provider,
+                        record.event.as_deref(),
+                        &payload,
+                    );
+                    serde_json::to_string_pretty(&event).unwrap_or_default()
+                }),
+            _ => None,
+        };
     console.render(
         "delivery.html",
         json!({ "page": "deliveries", "admin": admin.user, "csrf": admin.csrf, "waiting": waiting(&console).await, "d": json!({
@@ -425,7 +436,7 @@ pub async fn retry(
     Form(form): Form<Csrf>,
 ) -> Response {
     if let Err(refused) = admin.check(&form.csrf) {
-        return refused;
+        return refused.into_response();
     }
     tracing::info!(user = %admin.user, item = %id, "Retried from the console.");
     acted(
@@ -443,7 +454,7 @@ pub async fn drop_item(
     Form(form): Form<Csrf>,
 ) -> Response {
     if let Err(refused) = admin.check(&form.csrf) {
-        return refused;
+        return refused.into_response();
     }
     tracing::info!(user = %admin.user, item = %id, "Dropped from the console.");
     acted(
@@ -461,7 +472,7 @@ pub async fn replay(
     Form(form): Form<Csrf>,
 ) -> Response {
     if let Err(refused) = admin.check(&form.csrf) {
-        return refused;
+        return refused.into_response();
     }
     tracing::info!(user = %admin.user, delivery = %id, "Replayed from the console.");
     acted(
@@ -477,8 +488,10 @@ pub async fn review(State(console): State<Console>, admin: Admin) -> Response {
         Err(e) => return failed(e),
     };
     let config = console.config.borrow().clone();
+    // Oldest first: a queue is worked through in the order it filled.
     let items: Vec<serde_json::Value> = list
         .iter()
+        .rev()
         .map(|i| {
             let max = config
                 .pipeline
@@ -509,7 +522,7 @@ pub async fn approve(
     Form(form): Form<Decision>,
 ) -> Response {
     if let Err(refused) = admin.check(&form.csrf) {
-        return refused;
+        return refused.into_response();
     }
     let item = match console.store.item(&id).await {
         Ok(Some(i)) => i,
@@ -552,7 +565,7 @@ pub async fn reject(
     Form(form): Form<Csrf>,
 ) -> Response {
     if let Err(refused) = admin.check(&form.csrf) {
-        return refused;
+        return refused.into_response();
     }
     tracing::info!(user = %admin.user, item = %id, "Rejected from the console.");
     acted(
@@ -580,7 +593,7 @@ pub async fn length(
     Form(form): Form<LengthForm>,
 ) -> Response {
     if let Err(refused) = admin.check(&form.csrf) {
-        return refused;
+        return refused.into_response();
     }
     let config = console.config.borrow().clone();
     let Some(target) = config.pipeline.targets.get(&form.destination) else {
@@ -619,7 +632,7 @@ pub async fn preview(
     Form(form): Form<PreviewForm>,
 ) -> Response {
     if let Err(refused) = admin.check(&form.csrf) {
-        return refused;
+        return refused.into_response();
     }
     let config = console.config.borrow().clone();
     let result = match (
@@ -630,7 +643,13 @@ pub async fn preview(
         (_, Err(e)) => json!({ "error": format!("the payload is not JSON: {e}") }),
         (Some(source), Ok(payload)) => {
             let event = Some(form.event.trim()).filter(|e| !e.is_empty());
-            let planned = plan::plan(&config.pipeline, &form.source, &source.provider, event, &payload);
+            let planned = plan::plan(
+                &config.pipeline,
+                &form.source,
+                &source.provider,
+                event,
+                &payload,
+            );
             json!({
                 "posts": planned.posts.iter().map(|p| json!({
                     "route": p.route, "destination": p.destination, "kind": p.kind, "text": p.text,
@@ -673,7 +692,10 @@ mod tests {
             v
         };
         let cases = [
-            ("login.html", json!({ "error": "Wrong user name or password." })),
+            (
+                "login.html",
+                json!({ "error": "Wrong user name or password." }),
+            ),
             (
                 "overview.html",
                 with(
@@ -693,27 +715,42 @@ mod tests {
             ),
             (
                 "deliveries.html",
-                with("deliveries", json!({ "rows": [{ "id": "d1", "source": "gh", "event": "issues",
+                with(
+                    "deliveries",
+                    json!({ "rows": [{ "id": "d1", "source": "gh", "event": "issues",
                     "received_at": 1, "state": "planned", "native": "issues.opened", "kind": "task.created",
-                    "error": null }] })),
+                    "error": null }] }),
+                ),
             ),
             (
                 "delivery.html",
-                with("deliveries", json!({ "d": { "id": "d1", "source": "gh", "event": "issues",
+                with(
+                    "deliveries",
+                    json!({ "d": { "id": "d1", "source": "gh", "event": "issues",
                     "received_at": 1, "state": "planned", "native": null, "kind": null, "error": null },
-                    "body_kept": true, "event": "{}", "items": [item.clone()] })),
+                    "body_kept": true, "event": "{}", "items": [item.clone()] }),
+                ),
             ),
             (
                 "items.html",
-                with("items", json!({ "state": "dead", "states": ["dead"], "counts": { "dead": 1 },
-                    "items": [item.clone()] })),
+                with(
+                    "items",
+                    json!({ "state": "dead", "states": ["dead"], "counts": { "dead": 1 },
+                    "items": [item.clone()] }),
+                ),
             ),
-            ("review.html", with("review", json!({ "items": [item.clone()] }))),
+            (
+                "review.html",
+                with("review", json!({ "items": [item.clone()] })),
+            ),
             (
                 "preview.html",
-                with("preview", json!({ "sources": ["gh"], "form": { "source": "gh", "event": "", "payload": "{}" },
+                with(
+                    "preview",
+                    json!({ "sources": ["gh"], "form": { "source": "gh", "event": "", "payload": "{}" },
                     "result": { "posts": [{ "route": 0, "destination": "team", "kind": "tweet", "text": "t",
-                    "length": 1, "max": 280, "shortened": false, "review": true }], "errors": [], "event": "{}" } })),
+                    "length": 1, "max": 280, "shortened": false, "review": true }], "errors": [], "event": "{}" } }),
+                ),
             ),
         ];
         for (name, ctx) in cases {

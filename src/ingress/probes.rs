@@ -26,7 +26,9 @@ pub async fn metrics(
     String,
 ) {
     if let Ok(counts) = state.store.counts().await {
-        for st in ["pending", "sending", "retry", "sent", "dead", "review", "rejected"] {
+        for st in [
+            "pending", "sending", "retry", "sent", "dead", "review", "rejected",
+        ] {
             let n = counts.iter().find(|(s, _)| s == st).map_or(0, |(_, n)| *n);
             metrics::gauge!("chirpd_queue_items", "state" => st).set(n as f64);
             if st == "review" {

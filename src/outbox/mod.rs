@@ -119,6 +119,9 @@ pub struct DeliveryRecord {
     pub error: Option<String>,
 }
 
+/// A delivery with its body, unless retention forgot it.
+pub type DeliveryWithBody = (DeliveryRecord, Option<Vec<u8>>);
+
 /// A stored delivery awaiting planning.
 #[derive(Debug, Clone)]
 pub struct StoredDelivery {
@@ -481,10 +484,7 @@ pub trait Store: Send + Sync + 'static {
     async fn deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError>;
 
     /// One delivery, with its body unless retention forgot it.
-    async fn delivery(
-        &self,
-        id: &str,
-    ) -> Result<Option<(DeliveryRecord, Option<Vec<u8>>)>, StoreError>;
+    async fn delivery(&self, id: &str) -> Result<Option<DeliveryWithBody>, StoreError>;
 
     /// The outbox items planned from a delivery.
     async fn delivery_items(&self, id: &str) -> Result<Vec<Item>, StoreError>;

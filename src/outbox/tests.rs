@@ -652,7 +652,11 @@ async fn items_under_review_wait_for_a_person_and_the_decision_is_recorded(db: D
         (ItemState::Pending, "edited", 6)
     );
     assert_eq!(
-        (approved.decision.as_deref(), approved.decided_by.as_deref(), approved.decided_at),
+        (
+            approved.decision.as_deref(),
+            approved.decided_by.as_deref(),
+            approved.decided_at
+        ),
         (Some("edited"), Some("alice"), Some(50))
     );
     store.reject(&b, "bob", 51).await.unwrap();
@@ -666,11 +670,21 @@ async fn items_under_review_wait_for_a_person_and_the_decision_is_recorded(db: D
         Err(StoreError::NotFound(_))
     ));
     let claimed = store.claim("team", 60).await.unwrap().unwrap();
-    assert_eq!((claimed.id.as_str(), claimed.text.as_str()), (a.as_str(), "edited"));
-    assert!(store.claim("team", 60).await.unwrap().is_none(), "a rejected item was claimed");
+    assert_eq!(
+        (claimed.id.as_str(), claimed.text.as_str()),
+        (a.as_str(), "edited")
+    );
+    assert!(
+        store.claim("team", 60).await.unwrap().is_none(),
+        "a rejected item was claimed"
+    );
     let rejected = store.item(&b).await.unwrap().unwrap();
     assert_eq!(
-        (rejected.state, rejected.decided_by.as_deref(), rejected.last_error.as_deref()),
+        (
+            rejected.state,
+            rejected.decided_by.as_deref(),
+            rejected.last_error.as_deref()
+        ),
         (ItemState::Rejected, Some("bob"), Some("rejected by bob"))
     );
     // Rejected items are finished items: retention forgets them in time.

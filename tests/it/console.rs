@@ -99,7 +99,11 @@ impl Browser {
             Ok(e) => e.text().await.unwrap(),
             Err(e) => panic!(
                 "{css}: {e}; the page at {}:\n{}",
-                self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default(),
+                self.client
+                    .current_url()
+                    .await
+                    .map(|u| u.to_string())
+                    .unwrap_or_default(),
                 self.client.source().await.unwrap_or_default()
             ),
         }
@@ -164,7 +168,11 @@ async fn an_admin_signs_in_sees_a_hold_decides_on_posts_retries_a_dead_one_and_p
         url = x.url,
         oauth = oauth1_lines()
     );
-    let text = config_with(&dir.path().join("chirpd.db"), &destinations, "\"team\", \"held\"");
+    let text = config_with(
+        &dir.path().join("chirpd.db"),
+        &destinations,
+        "\"team\", \"held\"",
+    );
     let app = TestApp::start_text(dir, x, &text).await;
     let base = format!("http://127.0.0.1:{console_port}");
     let store = app.store_path.clone();
@@ -223,12 +231,21 @@ async fn an_admin_signs_in_sees_a_hold_decides_on_posts_retries_a_dead_one_and_p
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(hold.contains("own limit 2/3600s reached"), "{hold}");
-    assert!(browser.text("#destination-team h3").await.contains("reviewed"));
+    assert!(
+        browser
+            .text("#destination-team h3")
+            .await
+            .contains("reviewed")
+    );
     browser.shot("overview").await;
     browser.phone_shot("overview-phone").await;
 
     // Review: the first post is edited (its length follows the typing) and approved; it reaches X.
-    browser.client.goto(&format!("{base}/review")).await.unwrap();
+    browser
+        .client
+        .goto(&format!("{base}/review"))
+        .await
+        .unwrap();
     assert!(browser.text("#waiting").await == "2");
     browser.shot("review").await;
     browser.phone_shot("review-phone").await;
@@ -263,7 +280,10 @@ async fn an_admin_signs_in_sees_a_hold_decides_on_posts_retries_a_dead_one_and_p
         ),
         1
     );
-    assert_eq!(browser.text("#review-count").await.split(' ').next(), Some("0"));
+    assert_eq!(
+        browser.text("#review-count").await.split(' ').next(),
+        Some("0")
+    );
     assert!(
         !app.x.tweets().iter().any(|t| t.contains("Second issue")),
         "a rejected or held post was sent"
@@ -284,26 +304,46 @@ async fn an_admin_signs_in_sees_a_hold_decides_on_posts_retries_a_dead_one_and_p
         .unwrap();
     assert_eq!(status, json!(403));
     assert_eq!(
-        crate::support::sql_text(&store, &format!("SELECT state FROM outbox WHERE id = '{held_item}'")),
+        crate::support::sql_text(
+            &store,
+            &format!("SELECT state FROM outbox WHERE id = '{held_item}'")
+        ),
         "pending"
     );
 
     // Deliveries, and one of them with the event its templates saw.
-    browser.client.goto(&format!("{base}/deliveries")).await.unwrap();
+    browser
+        .client
+        .goto(&format!("{base}/deliveries"))
+        .await
+        .unwrap();
     assert!(browser.text("table").await.contains("issues.opened"));
     browser.shot("deliveries").await;
     browser.click("tbody tr:last-child a").await;
-    assert!(browser.text("pre.json").await.contains("\"title\": \"First issue\""));
+    assert!(
+        browser
+            .text("pre.json")
+            .await
+            .contains("\"title\": \"First issue\"")
+    );
     browser.shot("delivery").await;
 
     // Preview a fixture: the posts it would make, for both destinations.
-    browser.client.goto(&format!("{base}/preview")).await.unwrap();
+    browser
+        .client
+        .goto(&format!("{base}/preview"))
+        .await
+        .unwrap();
     let body = String::from_utf8(fixture("issues.opened.json")).unwrap();
     let title = serde_json::from_str::<Value>(&body).unwrap()["issue"]["title"]
         .as_str()
         .unwrap()
         .to_string();
-    let form = browser.client.form(Locator::Css("main form")).await.unwrap();
+    let form = browser
+        .client
+        .form(Locator::Css("main form"))
+        .await
+        .unwrap();
     form.set_by_name("event", "issues").await.unwrap();
     form.set_by_name("payload", &body).await.unwrap();
     form.submit().await.unwrap();
@@ -314,6 +354,14 @@ async fn an_admin_signs_in_sees_a_hold_decides_on_posts_retries_a_dead_one_and_p
         "{result}"
     );
     assert!(result.contains("reviewed before it goes out"), "{result}");
+    browser
+        .client
+        .execute(
+            "document.getElementById('preview-result').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
     browser.shot("preview").await;
 
     browser.client.clone().close().await.unwrap();

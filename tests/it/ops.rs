@@ -332,16 +332,30 @@ async fn a_person_approves_an_edited_item_and_rejects_another_from_the_command_l
         if let Some(i) = waiting.into_iter().next() {
             break i;
         }
-        assert!(start.elapsed() < WAIT, "the second item never waited for review");
+        assert!(
+            start.elapsed() < WAIT,
+            "the second item never waited for review"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     // Waiting is not sending.
     assert!(app.x.tweets().is_empty());
-    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("chirpd_review_waiting 2"), "{metrics}");
 
     let id = first["id"].as_str().unwrap();
-    let (ok, text) = queue(&app, &["approve", id, "--text", "A person wrote this instead"]);
+    let (ok, text) = queue(
+        &app,
+        &["approve", id, "--text", "A person wrote this instead"],
+    );
     assert!(ok && text.contains("approved"), "{text}");
     assert_eq!(
         app.x.wait_for_tweets(1, WAIT).await,
@@ -352,7 +366,10 @@ async fn a_person_approves_an_edited_item_and_rejects_another_from_the_command_l
     assert!(ok, "{shown}");
     let shown: Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(shown["decision"], "edited");
-    assert!(shown["decided_by"].as_str().unwrap().starts_with("cli:"), "{shown}");
+    assert!(
+        shown["decided_by"].as_str().unwrap().starts_with("cli:"),
+        "{shown}"
+    );
 
     let other = second["id"].as_str().unwrap();
     let (ok, text) = queue(&app, &["reject", other]);

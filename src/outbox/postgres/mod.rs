@@ -35,8 +35,9 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::clock::UnixMillis;
 use crate::config::secret::Secret;
 use crate::outbox::{
-    Block, Change, DeliveryRecord, Finish, Item, ItemState, Led, NewDelivery, NewDigest, NewItem, PlanRecord,
-    Prunable, Recorded, Store, StoreError, StoreSize, StoredDelivery, Tokens, new_id,
+    Block, Change, DeliveryRecord, DeliveryWithBody, Finish, Item, ItemState, Led, NewDelivery,
+    NewDigest, NewItem, PlanRecord, Prunable, Recorded, Store, StoreError, StoreSize,
+    StoredDelivery, Tokens, new_id,
 };
 
 /// The migrations, in order; each runs once, in the transaction that records it.
@@ -357,7 +358,8 @@ impl Store for PgStore {
         text: Option<(String, usize)>,
         now: UnixMillis,
     ) -> Result<Item, StoreError> {
-        in_tx!(self, |tx| sql::approve(&tx, id, by, text.as_ref(), now).await?)
+        in_tx!(self, |tx| sql::approve(&tx, id, by, text.as_ref(), now)
+            .await?)
     }
 
     async fn reject(&self, id: &str, by: &str, now: UnixMillis) -> Result<(), StoreError> {
@@ -490,10 +492,7 @@ impl Store for PgStore {
         sql::deliveries(&conn, limit).await
     }
 
-    async fn delivery(
-        &self,
-        id: &str,
-    ) -> Result<Option<(DeliveryRecord, Option<Vec<u8>>)>, StoreError> {
+    async fn delivery(&self, id: &str) -> Result<Option<DeliveryWithBody>, StoreError> {
         let conn = self.conn().await?;
         sql::delivery(&conn, id).await
     }

@@ -13,8 +13,8 @@ use tokio_postgres::types::ToSql;
 
 use crate::clock::UnixMillis;
 use crate::outbox::{
-    Block, DeliveryRecord, Finish, HoldCause, Item, ItemState, Led, NewDelivery, NewDigest, NewItem, PlanRecord,
-    Prunable, Recorded, StoreError, StoreSize, StoredDelivery,
+    Block, DeliveryRecord, DeliveryWithBody, Finish, HoldCause, Item, ItemState, Led, NewDelivery,
+    NewDigest, NewItem, PlanRecord, Prunable, Recorded, StoreError, StoreSize, StoredDelivery,
 };
 
 /// The database's clock in Unix milliseconds: planning claims lapse by it, so that no instance's clock
@@ -695,7 +695,7 @@ pub async fn deliveries(
 pub async fn delivery(
     c: &impl GenericClient,
     id: &str,
-) -> Result<Option<(DeliveryRecord, Option<Vec<u8>>)>, StoreError> {
+) -> Result<Option<DeliveryWithBody>, StoreError> {
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");
     let Some(row) = query_opt(c, &sql, &[&id]).await? else {
         return Ok(None);

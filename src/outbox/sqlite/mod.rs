@@ -14,8 +14,9 @@ use tokio::sync::oneshot;
 use crate::clock::UnixMillis;
 use crate::config::secret::Secret;
 use crate::outbox::{
-    Block, DeliveryRecord, Finish, Item, ItemState, Led, NewDelivery, NewDigest, NewItem, PlanRecord, Prunable,
-    Recorded, Store, StoreError, StoreSize, StoredDelivery, Tokens, new_id,
+    Block, DeliveryRecord, DeliveryWithBody, Finish, Item, ItemState, Led, NewDelivery, NewDigest,
+    NewItem, PlanRecord, Prunable, Recorded, Store, StoreError, StoreSize, StoredDelivery, Tokens,
+    new_id,
 };
 
 mod sql;
@@ -442,13 +443,11 @@ impl Store for SqliteStore {
     }
 
     async fn deliveries(&self, limit: usize) -> Result<Vec<DeliveryRecord>, StoreError> {
-        self.read(limit, |c, limit| sql::deliveries(c, *limit)).await
+        self.read(limit, |c, limit| sql::deliveries(c, *limit))
+            .await
     }
 
-    async fn delivery(
-        &self,
-        id: &str,
-    ) -> Result<Option<(DeliveryRecord, Option<Vec<u8>>)>, StoreError> {
+    async fn delivery(&self, id: &str) -> Result<Option<DeliveryWithBody>, StoreError> {
         self.read(id.to_owned(), |c, id| sql::delivery(c, id)).await
     }
 

@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::writer::unavailable;
 use crate::clock::UnixMillis;
 use crate::outbox::{
-    Block, DeliveryRecord, Finish, HoldCause, Item, ItemState, NewDelivery, NewDigest, NewItem, PlanRecord,
-    Prunable, Recorded, StoreError, StoreSize, StoredDelivery,
+    Block, DeliveryRecord, DeliveryWithBody, Finish, HoldCause, Item, ItemState, NewDelivery,
+    NewDigest, NewItem, PlanRecord, Prunable, Recorded, StoreError, StoreSize, StoredDelivery,
 };
 
 pub fn record_delivery(
@@ -444,10 +444,7 @@ pub fn deliveries(conn: &Connection, limit: usize) -> Result<Vec<DeliveryRecord>
     rows.collect::<Result<_, _>>().map_err(unavailable)
 }
 
-pub fn delivery(
-    conn: &Connection,
-    id: &str,
-) -> Result<Option<(DeliveryRecord, Option<Vec<u8>>)>, StoreError> {
+pub fn delivery(conn: &Connection, id: &str) -> Result<Option<DeliveryWithBody>, StoreError> {
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1");
     let Some(record) = conn
         .query_row(&sql, [id], delivery_from_row)
@@ -468,7 +465,9 @@ pub fn delivery(
 }
 
 pub fn delivery_items(conn: &Connection, id: &str) -> Result<Vec<Item>, StoreError> {
-    let sql = format!("SELECT {ITEM_COLUMNS} FROM outbox WHERE delivery_id = ?1 ORDER BY route, destination, recipient");
+    let sql = format!(
+        "SELECT {ITEM_COLUMNS} FROM outbox WHERE delivery_id = ?1 ORDER BY route, destination, recipient"
+    );
     let mut stmt = conn.prepare(&sql).map_err(unavailable)?;
     let rows = stmt.query_map([id], item_from_row).map_err(unavailable)?;
     rows.collect::<Result<_, _>>().map_err(unavailable)
