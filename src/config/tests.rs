@@ -248,3 +248,32 @@ fn inspection_reads_no_secret() {
     let c = load_for_inspection(Some(&path), &env(&[])).unwrap();
     assert_eq!(c.pipeline.routes.len(), 1);
 }
+
+#[test]
+fn the_console_is_off_without_a_password_hash_and_a_bad_hash_is_named_by_its_line() {
+    let off = load_text("[admin]\nlisten = \"127.0.0.1:9999\"\n", &env(&[])).unwrap();
+    assert!(off.admin.is_none());
+    let errors = load_text(
+        "[admin]\nuser = \"alice\"\npassword_hash = \"hunter2\"\n",
+        &env(&[]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        errors.contains(":3: ") && errors.contains("is not an argon2 hash"),
+        "{errors}"
+    );
+    // The hash itself is never quoted.
+    assert!(!errors.contains("hunter2"), "{errors}");
+    let hash = crate::console::hash_password("a long enough password").unwrap();
+    let on = load_text(
+        &format!("[admin]\nuser = \"alice\"\npassword_hash = \"env:HASH\"\nsession_ttl = \"1h\"\n"),
+        &env(&[("HASH", &hash)]),
+    )
+    .unwrap();
+    let admin = on.admin.unwrap();
+    assert_eq!(
+        (admin.user.as_str(), admin.session_ttl, admin.listen.port()),
+        ("alice", Duration::from_secs(3600), 8790)
+    );
+}

@@ -357,3 +357,107 @@ mod tests {
         assert!(!verify_password("not a hash", "correct horse"));
     }
 }
+
+#[cfg(test)]
+mod http_tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    fn console(dir: &tempfile::TempDir) -> Console {
+        let hash = hash_password("the right password").unwrap();
+        let path = dir.path().join("chirpd.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[store]\npath = \"{}\"\n[admin]\npassword_hash = \"{hash}\"\n",
+                dir.path().join("s.db").display()
+            ),
+        )
+        .unwrap();
+        let config = crate::config::load(Some(&path), &crate::config::EmptyEnv).unwrap();
+        let store = crate::outbox::open(&config.store_path, None).unwrap();
+        let (_tx, rx) = watch::channel(Arc::new(config));
+        // The sender may go: the receiver keeps the last config.
+        Console::new(rx, store, Health::default())
+    }
+
+    async fn sign_in(app: &Router, password: &str) -> axum::http::Response<Body> {
+        let mut req = Request::post("/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(format!("user=admin&password={password}")))
+            .unwrap();
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(SocketAddr::from((
+                [127, 0, 0, 1],
+                1,
+            ))));
+        app.clone().oneshot(req).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn pages_need_a_session_and_failed_sign_ins_lock_sign_in_for_a_while() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = router(console(&dir));
+        let page = app
+            .clone()
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::SEE_OTHER);
+        assert_eq!(page.headers()[header::LOCATION], "/login");
+
+        let ok = sign_in(&app, "the%20right%20password").await;
+        assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+        let cookie = ok.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+        let session = cookie.split(';').next().unwrap().to_string();
+        let page = app
+            .clone()
+            .oneshot(
+                Request::get("/")
+                    .header(header::COOKIE, &session)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        assert!(
+            page.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("frame-ancestors 'none'")
+        );
+        // An action without the session's token does nothing.
+        let forged = app
+            .clone()
+            .oneshot(
+                Request::post("/items/x/retry")
+                    .header(header::COOKIE, &session)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(Body::from("csrf=guess"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(
+                sign_in(&app, "wrong").await.status(),
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        // Locked: even the right password waits.
+        let locked = sign_in(&app, "the%20right%20password").await;
+        assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+}
