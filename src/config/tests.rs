@@ -267,7 +267,7 @@ fn the_console_is_off_without_a_password_hash_and_a_bad_hash_is_named_by_its_lin
     assert!(!errors.contains("hunter2"), "{errors}");
     let hash = crate::console::hash_password("a long enough password").unwrap();
     let on = load_text(
-        &format!("[admin]\nuser = \"alice\"\npassword_hash = \"env:HASH\"\nsession_ttl = \"1h\"\n"),
+        "[admin]\nuser = \"alice\"\npassword_hash = \"env:HASH\"\nsession_ttl = \"1h\"\n",
         &env(&[("HASH", &hash)]),
     )
     .unwrap();
