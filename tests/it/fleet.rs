@@ -161,7 +161,9 @@ async fn two_instances_lose_nothing_post_nothing_twice_and_keep_the_window_throu
             .collect();
         assert!(ledger.len() >= DELIVERIES);
         assert_eq!(window_exceeded(&ledger, WINDOW_COUNT, WINDOW_MS, 0), None, "ledger {ledger:?}");
-        // …and as X saw them arrive, allowing 150 ms for each request's way from claim to arrival.
+        // …and as X saw them arrive, allowing 400 ms for the difference between two requests' ways from
+        // claim to arrival on a loaded machine: two senders, or a leader ignoring the ledger, would put
+        // ten requests into one window, far past that.
         let mut arrivals: Vec<i64> = x
             .seen()
             .iter()
@@ -169,7 +171,7 @@ async fn two_instances_lose_nothing_post_nothing_twice_and_keep_the_window_throu
             .map(|s| s.at_unix_ms)
             .collect();
         arrivals.sort_unstable();
-        assert_eq!(window_exceeded(&arrivals, WINDOW_COUNT, WINDOW_MS, 150), None, "arrivals {arrivals:?}");
+        assert_eq!(window_exceeded(&arrivals, WINDOW_COUNT, WINDOW_MS, 400), None, "arrivals {arrivals:?}");
 
         // The survivor lived through the restart: the server closed its connections, and it found them
         // again by itself.
