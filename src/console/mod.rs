@@ -42,6 +42,8 @@ const CONCURRENCY: usize = 8;
 const MAX_FAILURES: usize = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(300);
 const LOCKOUT: Duration = Duration::from_secs(60);
+/// How long the overview's reads are shared by every browser showing it.
+const OVERVIEW_FRESH: Duration = Duration::from_secs(1);
 
 /// What every page handler shares.
 #[derive(Clone)]
@@ -53,6 +55,8 @@ pub struct Console {
     /// When recent sign-ins failed, oldest first.
     failures: Arc<Mutex<VecDeque<Instant>>>,
     views: Arc<Environment<'static>>,
+    /// The overview's data and when it was read: a second's worth of browsers share one read.
+    overview: Arc<tokio::sync::Mutex<Option<(Instant, serde_json::Value)>>>,
 }
 
 /// A signed-in admin.
@@ -76,6 +80,7 @@ impl Console {
             sessions: Arc::default(),
             failures: Arc::default(),
             views: Arc::new(pages::views()),
+            overview: Arc::default(),
         }
     }
 
@@ -438,6 +443,24 @@ mod http_tests {
                 .unwrap()
                 .contains("frame-ancestors 'none'")
         );
+        let first = axum::body::to_bytes(page.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        // A second load within the second shares the first's reads: the same "as of" instant.
+        let again = app
+            .clone()
+            .oneshot(
+                Request::get("/")
+                    .header(header::COOKIE, &session)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let again = axum::body::to_bytes(again.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(first, again);
         // An action without the session's token does nothing.
         let forged = app
             .clone()

@@ -173,6 +173,30 @@ struct DestinationView {
 }
 
 pub async fn overview(State(console): State<Console>, admin: Admin) -> Response {
+    // One read of the store a second, however many browsers poll the page: the others wait for it
+    // and share it.
+    let data = {
+        let mut cached = console.overview.lock().await;
+        match &*cached {
+            Some((at, data)) if at.elapsed() < super::OVERVIEW_FRESH => data.clone(),
+            _ => match overview_data(&console).await {
+                Ok(data) => {
+                    *cached = Some((std::time::Instant::now(), data.clone()));
+                    data
+                }
+                Err(e) => return failed(e),
+            },
+        }
+    };
+    let mut ctx = data;
+    ctx["page"] = json!("overview");
+    ctx["admin"] = json!(admin.user);
+    ctx["csrf"] = json!(admin.csrf);
+    console.render("overview.html", ctx)
+}
+
+/// What the overview shows, read from the store, the config and the daemon's health.
+async fn overview_data(console: &Console) -> Result<serde_json::Value, StoreError> {
     let config = console.config.borrow().clone();
     let now = clock::now_ms();
     let mut reasons = crate::ingress::probes::unready_reasons(&console.health);
@@ -186,19 +210,22 @@ pub async fn overview(State(console): State<Console>, admin: Admin) -> Response 
     let holds = console.health.holds();
     let mut destinations = Vec::new();
     for d in config.destinations.values() {
-        match destination_view(&console, d, &holds, now).await {
-            Ok(v) => destinations.push(v),
-            Err(e) => return failed(e),
-        }
+        destinations.push(destination_view(console, d, &holds, now).await?);
     }
     let waiting = counts
         .iter()
         .find(|(s, _)| s == "review")
         .map_or(0, |(_, n)| *n);
-    console.render(
-        "overview.html",
-        json!({ "page": "overview", "admin": admin.user, "csrf": admin.csrf, "waiting": waiting, "ready": reasons.is_empty(), "reasons": reasons, "counts": counts.into_iter().collect::<BTreeMap<String, i64>>(), "destinations": destinations, "instance": config.fleet.instance, "fleet": config.fleet.url.is_some(), "now": now }),
-    )
+    Ok(json!({
+        "waiting": waiting,
+        "ready": reasons.is_empty(),
+        "reasons": reasons,
+        "counts": counts.into_iter().collect::<BTreeMap<String, i64>>(),
+        "destinations": destinations,
+        "instance": config.fleet.instance,
+        "fleet": config.fleet.url.is_some(),
+        "now": now,
+    }))
 }
 
 async fn destination_view(
