@@ -57,7 +57,6 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
     let fanout_wake = Arc::new(Notify::new());
     let (planned_tx, planned_rx) = watch::channel(0u64);
     let planned_tx = Arc::new(planned_tx);
-    let team_planned = planned_tx.clone();
     let local = listener.local_addr()?;
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
 
@@ -69,7 +68,7 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
         store: store.clone(),
         config: config_rx.clone(),
         wake: fanout_wake.clone(),
-        planned: planned_tx,
+        planned: planned_tx.clone(),
         health: health.clone(),
     };
     tracker.spawn(supervise(
@@ -90,7 +89,7 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
             store.clone(),
             config_rx.clone(),
             health.clone(),
-            team_planned.clone(),
+            planned_tx.clone(),
         );
         move |shutdown| {
             lead::lead_forever(
@@ -106,7 +105,7 @@ pub async fn run(config: Config, listener: TcpListener, control: Control) -> any
         tracker.spawn(relay_changes(
             changes,
             fanout_wake.clone(),
-            team_planned.clone(),
+            planned_tx.clone(),
             workers.clone(),
         ));
     }

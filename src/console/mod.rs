@@ -13,13 +13,13 @@
 mod chart;
 mod pages;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -55,8 +55,34 @@ pub struct Console {
     /// When recent sign-ins failed, oldest first.
     failures: Arc<Mutex<VecDeque<Instant>>>,
     views: Arc<Environment<'static>>,
-    /// The overview's data and when it was read: a second's worth of browsers share one read.
-    overview: Arc<tokio::sync::Mutex<Option<(Instant, serde_json::Value)>>>,
+    /// The overview's data: a second's worth of browsers share one read.
+    overview: Arc<Shared<serde_json::Value>>,
+    /// The queue's counts by state, shared the same way by every page's navigation badge: counting reads
+    /// every item.
+    counts: Arc<Shared<BTreeMap<String, i64>>>,
+}
+
+/// A value read at most once per `OVERVIEW_FRESH`, shared by every request that asks meanwhile. A request
+/// that finds it stale reads it again while the others wait for that read, so a crowd of pages costs one
+/// read; a failed read is not kept.
+#[derive(Default)]
+struct Shared<T>(tokio::sync::Mutex<Option<(Instant, T)>>);
+
+impl<T: Clone> Shared<T> {
+    async fn get<E, F>(&self, read: impl FnOnce() -> F) -> Result<T, E>
+    where
+        F: std::future::Future<Output = Result<T, E>>,
+    {
+        let mut kept = self.0.lock().await;
+        if let Some((at, value)) = &*kept
+            && at.elapsed() < OVERVIEW_FRESH
+        {
+            return Ok(value.clone());
+        }
+        let value = read().await?;
+        *kept = Some((Instant::now(), value.clone()));
+        Ok(value)
+    }
 }
 
 /// A signed-in admin.
@@ -81,7 +107,15 @@ impl Console {
             failures: Arc::default(),
             views: Arc::new(pages::views()),
             overview: Arc::default(),
+            counts: Arc::default(),
         }
+    }
+
+    /// The queue's counts by state, read at most once per `OVERVIEW_FRESH` however many pages ask.
+    async fn counts(&self) -> Result<BTreeMap<String, i64>, crate::outbox::StoreError> {
+        self.counts
+            .get(|| async { Ok(self.store.counts().await?.into_iter().collect()) })
+            .await
     }
 
     /// Renders a view, or a plain error page if the view itself fails (a bug, logged).
@@ -208,6 +242,39 @@ impl Admin {
             tracing::warn!(user = %self.user, "A console action without this session's CSRF token was refused.");
             Err(Forged)
         }
+    }
+}
+
+/// A form that carries the session's CSRF token.
+pub trait Tokened {
+    fn csrf(&self) -> &str;
+}
+
+/// An admin's action: a live session, its form, and in that form the session's CSRF token. Extracting
+/// it answers a request without a session with the sign-in page, an unreadable form with 4xx, and a
+/// forged or missing token with 403, before the handler runs.
+pub struct Action<F> {
+    pub admin: Admin,
+    pub form: F,
+}
+
+impl<F> FromRequest<Console> for Action<F>
+where
+    F: serde::de::DeserializeOwned + Tokened + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, console: &Console) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let admin = Admin::from_request_parts(&mut parts, console).await?;
+        let axum::Form(form) =
+            axum::Form::<F>::from_request(Request::from_parts(parts, body), console)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        admin
+            .check(form.csrf())
+            .map_err(IntoResponse::into_response)?;
+        Ok(Action { admin, form })
     }
 }
 
@@ -348,9 +415,6 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The console's state for handlers that need it by value.
-pub type ConsoleState = State<Console>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +467,15 @@ mod http_tests {
         app.clone().oneshot(req).await.unwrap()
     }
 
+    /// The overview, as the browser holding `session` (a `name=value` cookie) asks for it.
+    async fn overview(app: &Router, session: &str) -> axum::http::Response<Body> {
+        let req = Request::get("/")
+            .header(header::COOKIE, session)
+            .body(Body::empty())
+            .unwrap();
+        app.clone().oneshot(req).await.unwrap()
+    }
+
     #[tokio::test]
     async fn pages_need_a_session_and_failed_sign_ins_lock_sign_in_for_a_while() {
         let dir = tempfile::tempdir().unwrap();
@@ -426,16 +499,7 @@ mod http_tests {
             "{cookie}"
         );
         let session = cookie.split(';').next().unwrap().to_string();
-        let page = app
-            .clone()
-            .oneshot(
-                Request::get("/")
-                    .header(header::COOKIE, &session)
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let page = overview(&app, &session).await;
         assert_eq!(page.status(), StatusCode::OK);
         assert!(
             page.headers()[header::CONTENT_SECURITY_POLICY]
@@ -447,16 +511,7 @@ mod http_tests {
             .await
             .unwrap();
         // A second load within the second shares the first's reads: the same "as of" instant.
-        let again = app
-            .clone()
-            .oneshot(
-                Request::get("/")
-                    .header(header::COOKIE, &session)
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let again = overview(&app, &session).await;
         let again = axum::body::to_bytes(again.into_body(), 1 << 20)
             .await
             .unwrap();

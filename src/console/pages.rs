@@ -15,7 +15,7 @@ use minijinja::Environment;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Admin, Console, SignIn, chart};
+use super::{Action, Admin, Console, SignIn, Tokened, chart};
 use crate::clock::{self, UnixMillis};
 use crate::outbox::{Item, ItemState, StoreError};
 use crate::plan;
@@ -65,12 +65,18 @@ fn failed(e: StoreError) -> Response {
 /// How many items wait for review, for the navigation's badge.
 async fn waiting(console: &Console) -> i64 {
     console
-        .store
         .counts()
         .await
         .ok()
-        .and_then(|c| c.into_iter().find(|(s, _)| s == "review").map(|(_, n)| n))
+        .and_then(|c| c.get("review").copied())
         .unwrap_or(0)
+}
+
+fn delivery_view(d: &crate::outbox::DeliveryRecord) -> serde_json::Value {
+    json!({
+        "id": d.id, "source": d.source, "event": d.event, "received_at": d.received_at,
+        "state": d.state, "native": d.native, "kind": d.kind, "error": d.error,
+    })
 }
 
 pub async fn style() -> impl IntoResponse {
@@ -121,7 +127,9 @@ pub async fn login(
         Err(SignIn::Locked(wait)) => {
             let mut res = console.render(
                 "login.html",
-                json!({ "error": format!("Too many failed sign-ins: try again in {} s.", wait.as_secs().max(1)) }),
+                json!({
+                    "error": format!("Too many failed sign-ins: try again in {} s.", wait.as_secs().max(1)),
+                }),
             );
             *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
             res
@@ -136,13 +144,9 @@ pub struct Csrf {
 
 pub async fn logout(
     State(console): State<Console>,
-    admin: Admin,
     headers: HeaderMap,
-    Form(form): Form<Csrf>,
+    _signed_in: Action<Csrf>,
 ) -> Response {
-    if let Err(refused) = admin.check(&form.csrf) {
-        return refused.into_response();
-    }
     console.sign_out(&headers);
     (
         [(
@@ -175,18 +179,9 @@ struct DestinationView {
 pub async fn overview(State(console): State<Console>, admin: Admin) -> Response {
     // One read of the store a second, however many browsers poll the page: the others wait for it
     // and share it.
-    let data = {
-        let mut cached = console.overview.lock().await;
-        match &*cached {
-            Some((at, data)) if at.elapsed() < super::OVERVIEW_FRESH => data.clone(),
-            _ => match overview_data(&console).await {
-                Ok(data) => {
-                    *cached = Some((std::time::Instant::now(), data.clone()));
-                    data
-                }
-                Err(e) => return failed(e),
-            },
-        }
+    let data = match console.overview.get(|| overview_data(&console)).await {
+        Ok(data) => data,
+        Err(e) => return failed(e),
     };
     let mut ctx = data;
     ctx["page"] = json!("overview");
@@ -200,11 +195,11 @@ async fn overview_data(console: &Console) -> Result<serde_json::Value, StoreErro
     let config = console.config.borrow().clone();
     let now = clock::now_ms();
     let mut reasons = crate::ingress::probes::unready_reasons(&console.health);
-    let counts = match console.store.counts().await {
+    let counts = match console.counts().await {
         Ok(c) => c,
         Err(e) => {
             reasons.insert(0, format!("store: {e}"));
-            Vec::new()
+            BTreeMap::new()
         }
     };
     let holds = console.health.holds();
@@ -212,15 +207,11 @@ async fn overview_data(console: &Console) -> Result<serde_json::Value, StoreErro
     for d in config.destinations.values() {
         destinations.push(destination_view(console, d, &holds, now).await?);
     }
-    let waiting = counts
-        .iter()
-        .find(|(s, _)| s == "review")
-        .map_or(0, |(_, n)| *n);
     Ok(json!({
-        "waiting": waiting,
+        "waiting": counts.get("review").copied().unwrap_or(0),
         "ready": reasons.is_empty(),
         "reasons": reasons,
-        "counts": counts.into_iter().collect::<BTreeMap<String, i64>>(),
+        "counts": counts,
         "destinations": destinations,
         "instance": config.fleet.instance,
         "fleet": config.fleet.url.is_some(),
@@ -340,18 +331,16 @@ pub async fn deliveries(State(console): State<Console>, admin: Admin) -> Respons
         Ok(l) => l,
         Err(e) => return failed(e),
     };
-    let rows: Vec<serde_json::Value> = list
-        .iter()
-        .map(|d| {
-            json!({
-                "id": d.id, "source": d.source, "event": d.event, "received_at": d.received_at,
-                "state": d.state, "native": d.native, "kind": d.kind, "error": d.error,
-            })
-        })
-        .collect();
+    let rows: Vec<serde_json::Value> = list.iter().map(delivery_view).collect();
     console.render(
         "deliveries.html",
-        json!({ "page": "deliveries", "admin": admin.user, "csrf": admin.csrf, "waiting": waiting(&console).await, "rows": rows }),
+        json!({
+            "page": "deliveries",
+            "admin": admin.user,
+            "csrf": admin.csrf,
+            "waiting": waiting(&console).await,
+            "rows": rows,
+        }),
     )
 }
 
@@ -387,10 +376,16 @@ pub async fn delivery(
         };
     console.render(
         "delivery.html",
-        json!({ "page": "deliveries", "admin": admin.user, "csrf": admin.csrf, "waiting": waiting(&console).await, "d": json!({
-                "id": record.id, "source": record.source, "event": record.event, "received_at": record.received_at,
-                "state": record.state, "native": record.native, "kind": record.kind, "error": record.error,
-            }), "body_kept": body.is_some(), "event": event, "items": items.iter().map(item_view).collect::<Vec<_>>() }),
+        json!({
+            "page": "deliveries",
+            "admin": admin.user,
+            "csrf": admin.csrf,
+            "waiting": waiting(&console).await,
+            "d": delivery_view(&record),
+            "body_kept": body.is_some(),
+            "event": event,
+            "items": items.iter().map(item_view).collect::<Vec<_>>(),
+        }),
     )
 }
 
@@ -425,10 +420,20 @@ pub async fn items(
         Ok(l) => l,
         Err(e) => return failed(e),
     };
-    let counts = console.store.counts().await.unwrap_or_default();
+    let counts = console.counts().await.unwrap_or_default();
     console.render(
         "items.html",
-        json!({ "page": "items", "admin": admin.user, "csrf": admin.csrf, "waiting": waiting(&console).await, "state": state.map(ItemState::as_str), "states": ["pending", "sending", "retry", "sent", "dead", "review", "rejected", "folded"], "counts": counts.into_iter().collect::<BTreeMap<String, i64>>(), "items": list.iter().map(item_view).collect::<Vec<_>>() }),
+        json!({
+            "page": "items",
+            "admin": admin.user,
+            "csrf": admin.csrf,
+            "waiting": counts.get("review").copied().unwrap_or(0),
+            "state": state.map(ItemState::as_str),
+            "states": ["pending", "sending", "retry", "sent", "dead", "review", "rejected", "folded"],
+            "counts": counts.into_iter().collect::<BTreeMap<String,
+            i64>>(),
+            "items": list.iter().map(item_view).collect::<Vec<_>>(),
+        }),
     )
 }
 
@@ -457,14 +462,10 @@ fn acted(result: Result<(), StoreError>, headers: &HeaderMap, fallback: &str) ->
 
 pub async fn retry(
     State(console): State<Console>,
-    admin: Admin,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<Csrf>,
+    Action { admin, .. }: Action<Csrf>,
 ) -> Response {
-    if let Err(refused) = admin.check(&form.csrf) {
-        return refused.into_response();
-    }
     tracing::info!(user = %admin.user, item = %id, "Retried from the console.");
     acted(
         console.store.retry_item(&id, clock::now_ms()).await,
@@ -475,14 +476,10 @@ pub async fn retry(
 
 pub async fn drop_item(
     State(console): State<Console>,
-    admin: Admin,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<Csrf>,
+    Action { admin, .. }: Action<Csrf>,
 ) -> Response {
-    if let Err(refused) = admin.check(&form.csrf) {
-        return refused.into_response();
-    }
     tracing::info!(user = %admin.user, item = %id, "Dropped from the console.");
     acted(
         console.store.drop_item(&id, clock::now_ms()).await,
@@ -493,14 +490,10 @@ pub async fn drop_item(
 
 pub async fn replay(
     State(console): State<Console>,
-    admin: Admin,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<Csrf>,
+    Action { admin, .. }: Action<Csrf>,
 ) -> Response {
-    if let Err(refused) = admin.check(&form.csrf) {
-        return refused.into_response();
-    }
     tracing::info!(user = %admin.user, delivery = %id, "Replayed from the console.");
     acted(
         console.store.replay_delivery(&id).await.map(|_| ()),
@@ -532,7 +525,13 @@ pub async fn review(State(console): State<Console>, admin: Admin) -> Response {
         .collect();
     console.render(
         "review.html",
-        json!({ "page": "review", "admin": admin.user, "csrf": admin.csrf, "waiting": items.len(), "items": items }),
+        json!({
+            "page": "review",
+            "admin": admin.user,
+            "csrf": admin.csrf,
+            "waiting": items.len(),
+            "items": items,
+        }),
     )
 }
 
@@ -544,13 +543,9 @@ pub struct Decision {
 
 pub async fn approve(
     State(console): State<Console>,
-    admin: Admin,
     Path(id): Path<String>,
-    Form(form): Form<Decision>,
+    Action { admin, form }: Action<Decision>,
 ) -> Response {
-    if let Err(refused) = admin.check(&form.csrf) {
-        return refused.into_response();
-    }
     let item = match console.store.item(&id).await {
         Ok(Some(i)) => i,
         Ok(None) => return (StatusCode::NOT_FOUND, format!("no item {id}")).into_response(),
@@ -587,13 +582,9 @@ pub async fn approve(
 
 pub async fn reject(
     State(console): State<Console>,
-    admin: Admin,
     Path(id): Path<String>,
-    Form(form): Form<Csrf>,
+    Action { admin, .. }: Action<Csrf>,
 ) -> Response {
-    if let Err(refused) = admin.check(&form.csrf) {
-        return refused.into_response();
-    }
     tracing::info!(user = %admin.user, item = %id, "Rejected from the console.");
     acted(
         console
@@ -616,12 +607,8 @@ pub struct LengthForm {
 /// fitted: the review page asks as the admin types.
 pub async fn length(
     State(console): State<Console>,
-    admin: Admin,
-    Form(form): Form<LengthForm>,
+    Action { form, .. }: Action<LengthForm>,
 ) -> Response {
-    if let Err(refused) = admin.check(&form.csrf) {
-        return refused.into_response();
-    }
     let config = console.config.borrow().clone();
     let Some(target) = config.pipeline.targets.get(&form.destination) else {
         return (StatusCode::NOT_FOUND, "no such destination").into_response();
@@ -640,7 +627,15 @@ pub async fn preview_form(State(console): State<Console>, admin: Admin) -> Respo
     let config = console.config.borrow().clone();
     console.render(
         "preview.html",
-        json!({ "page": "preview", "admin": admin.user, "csrf": admin.csrf, "waiting": waiting(&console).await, "sources": config.sources.keys().cloned().collect::<Vec<_>>(), "form": json!({}), "result": None::<serde_json::Value> }),
+        json!({
+            "page": "preview",
+            "admin": admin.user,
+            "csrf": admin.csrf,
+            "waiting": waiting(&console).await,
+            "sources": config.sources.keys().cloned().collect::<Vec<_>>(),
+            "form": json!({}),
+            "result": None::<serde_json::Value>,
+        }),
     )
 }
 
@@ -655,12 +650,8 @@ pub struct PreviewForm {
 /// What `chirpd preview` prints, for a pasted payload: the same `plan::plan` the fanout runs.
 pub async fn preview(
     State(console): State<Console>,
-    admin: Admin,
-    Form(form): Form<PreviewForm>,
+    Action { admin, form }: Action<PreviewForm>,
 ) -> Response {
-    if let Err(refused) = admin.check(&form.csrf) {
-        return refused.into_response();
-    }
     let config = console.config.borrow().clone();
     let result = match (
         config.sources.get(&form.source),
@@ -689,8 +680,40 @@ pub async fn preview(
     };
     console.render(
         "preview.html",
-        json!({ "page": "preview", "admin": admin.user, "csrf": admin.csrf, "waiting": waiting(&console).await, "sources": config.sources.keys().cloned().collect::<Vec<_>>(), "form": json!({ "source": form.source, "event": form.event, "payload": form.payload }), "result": result }),
+        json!({
+            "page": "preview",
+            "admin": admin.user,
+            "csrf": admin.csrf,
+            "waiting": waiting(&console).await,
+            "sources": config.sources.keys().cloned().collect::<Vec<_>>(),
+            "form": json!({ "source": form.source, "event": form.event, "payload": form.payload }),
+            "result": result,
+        }),
     )
+}
+
+impl Tokened for Csrf {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl Tokened for Decision {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl Tokened for LengthForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl Tokened for PreviewForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 #[cfg(test)]

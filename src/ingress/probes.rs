@@ -54,14 +54,7 @@ pub async fn metrics(
 pub async fn readyz_ingress(
     State(state): State<AppState>,
 ) -> (StatusCode, Json<serde_json::Value>) {
-    let reason = match tokio::time::timeout(STORE_PROBE, state.store.probe_commit()).await {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(format!("store: {e}")),
-        Err(_) => Some(format!(
-            "store: no commit within {} s",
-            STORE_PROBE.as_secs()
-        )),
-    };
+    let reason = store_commits(&state.store).await;
     let status = if reason.is_none() {
         StatusCode::OK
     } else {
@@ -73,6 +66,18 @@ pub async fn readyz_ingress(
             json!({ "ready": reason.is_none(), "reasons": reason.into_iter().collect::<Vec<_>>() }),
         ),
     )
+}
+
+/// Why the store cannot commit right now, if it cannot.
+async fn store_commits(store: &crate::outbox::SharedStore) -> Option<String> {
+    match tokio::time::timeout(STORE_PROBE, store.probe_commit()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("store: {e}")),
+        Err(_) => Some(format!(
+            "store: no commit within {} s",
+            STORE_PROBE.as_secs()
+        )),
+    }
 }
 
 /// Why the daemon is not ready, the store aside: failing stages, and destinations that need the admin.
@@ -95,14 +100,7 @@ pub fn unready_reasons(health: &crate::health::Health) -> Vec<String> {
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let mut reasons = Vec::new();
     // A commit, not a query: a stuck writer leaves queries answering.
-    match tokio::time::timeout(STORE_PROBE, state.store.probe_commit()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => reasons.push(format!("store: {e}")),
-        Err(_) => reasons.push(format!(
-            "store: no commit within {} s",
-            STORE_PROBE.as_secs()
-        )),
-    }
+    reasons.extend(store_commits(&state.store).await);
     reasons.extend(unready_reasons(&state.health));
     let holds = state.health.holds();
     let ready = reasons.is_empty();

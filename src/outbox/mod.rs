@@ -156,6 +156,48 @@ pub struct NewItem {
     pub review: bool,
 }
 
+/// What a planned item is stored as, once its merge (if any) was tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored<'a> {
+    pub text: &'a str,
+    pub length: usize,
+    pub due: UnixMillis,
+    pub event_kind: Option<&'static str>,
+    /// `review` for an item a person decides on, else `pending`.
+    pub state: &'static str,
+}
+
+impl NewItem {
+    /// The pending item this one would replace. An item under review never merges: a person decides on
+    /// each one.
+    pub fn merge_target(&self) -> Option<&Merge> {
+        self.merge.as_ref().filter(|_| !self.review)
+    }
+
+    /// What to store for this item, planned at `now`. `merged`: the item it merges with was still pending
+    /// and is now folded into this one, which takes the merged text and the earlier due time; otherwise
+    /// (that one was already claimed) this one is posted on its own, with its own text.
+    pub fn stored(&self, now: UnixMillis, merged: bool) -> Stored<'_> {
+        let state = if self.review { "review" } else { "pending" };
+        match self.merge_target().filter(|_| merged) {
+            Some(m) => Stored {
+                text: &m.text,
+                length: m.length,
+                due: m.due_at,
+                event_kind: Some(m.event_kind),
+                state,
+            },
+            None => Stored {
+                text: &self.text,
+                length: self.length,
+                due: self.due_at.unwrap_or(now),
+                event_kind: self.event_kind,
+                state,
+            },
+        }
+    }
+}
+
 /// A delivery's plan, ready to store.
 #[derive(Debug, Clone)]
 pub struct PlanRecord {
@@ -615,6 +657,11 @@ pub struct NewDigest {
     pub text: String,
     pub length: usize,
     pub now: UnixMillis,
+}
+
+/// Lower case and without `@`: how every backend keys DM usernames.
+fn username_key(username: &str) -> String {
+    username.trim_start_matches('@').to_ascii_lowercase()
 }
 
 /// A new time-ordered id.

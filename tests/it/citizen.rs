@@ -96,8 +96,11 @@ async fn fifty_events_against_five_a_day_become_at_most_five_posts_counting_ever
 async fn a_digest_of_direct_messages_is_a_direct_message_to_its_recipient_never_a_tweet() {
     let x = FakeX::start().await;
     x.add_user("alice", "1001");
+    // The last slot of the window waits digest_delay to gather the backlog: long enough that all eight
+    // deliveries are planned by then even on a loaded machine (an item planned after the digest left
+    // would wait for the next window).
     let dest = format!(
-        "[destinations.dms]\nkind = \"x_dm\"\napi_base = \"{}\"\n{}recipients = [\"@alice\"]\nlimits = [\"2/24h\"]\noverflow = \"digest\"\ndigest_delay = \"300ms\"\n",
+        "[destinations.dms]\nkind = \"x_dm\"\napi_base = \"{}\"\n{}recipients = [\"@alice\"]\nlimits = [\"2/24h\"]\noverflow = \"digest\"\ndigest_delay = \"2s\"\n",
         x.url,
         oauth1_lines()
     );

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::support::fake_x::{FakeX, Script};
 use crate::support::{
-    TestApp, WAIT, config_with, expected_issue_tweet, fixture, oauth1_lines, sql_count,
+    TestApp, WAIT, config_with, expected_issue_tweet, fixture, free_port, oauth1_lines, sql_count,
 };
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -135,14 +135,6 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Polls `f` until it is true, failing with `what` after `WAIT`.

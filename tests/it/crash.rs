@@ -34,11 +34,7 @@ impl Daemon {
         instance: &str,
         env: &[(&str, &str)],
     ) -> Daemon {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::support::free_port();
         let config = dir.join("chirpd.toml");
         let text = config_toml(&dir.join("chirpd.db"), &x.url, extra_destination)
             .replace(

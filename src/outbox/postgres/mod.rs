@@ -37,7 +37,7 @@ use crate::config::secret::Secret;
 use crate::outbox::{
     Block, Change, DeliveryRecord, DeliveryWithBody, Finish, Item, ItemState, Led, NewDelivery,
     NewDigest, NewItem, PlanRecord, Prunable, Recorded, Store, StoreError, StoreSize,
-    StoredDelivery, Tokens, new_id,
+    StoredDelivery, Tokens, new_id, username_key,
 };
 
 /// The migrations, in order; each runs once, in the transaction that records it.
@@ -515,9 +515,4 @@ impl Store for PgStore {
         let holder = self.holder();
         in_tx!(self, |tx| sql::heartbeat(&tx, holder).await?)
     }
-}
-
-/// Lower case and without `@`: how DM usernames are keyed.
-fn username_key(username: &str) -> String {
-    username.trim_start_matches('@').to_ascii_lowercase()
 }

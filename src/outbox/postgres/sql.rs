@@ -225,28 +225,20 @@ async fn save_plan(
 ) -> Result<(), StoreError> {
     let (delivery_id, now) = (plan.delivery_id.as_str(), plan.now);
     for (id, item) in items {
-        // As on SQLite: a settling item replaces the pending one it merges with, if that one is still
-        // pending; otherwise it is posted on its own, with its own text.
-        let mut text = item.text.as_str();
-        let mut length = item.length;
-        let mut due = item.due_at.unwrap_or(now);
-        let mut event_kind = item.event_kind;
-        let state = if item.review { "review" } else { "pending" };
-        if let Some(merge) = item.merge.as_ref().filter(|_| !item.review) {
-            let taken = execute(
-                c,
-                "UPDATE outbox SET state = 'folded', folded_into = $2, updated_at = $3
-                 WHERE id = $1 AND state = 'pending'",
-                &[&merge.supersedes, id, &now],
-            )
-            .await?;
-            if taken == 1 {
-                text = merge.text.as_str();
-                length = merge.length;
-                due = merge.due_at;
-                event_kind = Some(merge.event_kind);
+        let merged = match item.merge_target() {
+            Some(merge) => {
+                execute(
+                    c,
+                    "UPDATE outbox SET state = 'folded', folded_into = $2, updated_at = $3
+                     WHERE id = $1 AND state = 'pending'",
+                    &[&merge.supersedes, id, &now],
+                )
+                .await?
+                    == 1
             }
-        }
+            None => false,
+        };
+        let stored = item.stored(now, merged);
         execute(
             c,
             "INSERT INTO outbox (id, delivery_id, route, destination, recipient, kind, text, length, state,
@@ -260,14 +252,14 @@ async fn save_plan(
                 &item.destination,
                 &item.recipient,
                 &item.kind,
-                &text,
-                &(length as i64),
-                &due,
+                &stored.text,
+                &(stored.length as i64),
+                &stored.due,
                 &now,
-                &event_kind,
+                &stored.event_kind,
                 &item.project,
                 &item.subject,
-                &state,
+                &stored.state,
             ],
         )
         .await?;

@@ -16,7 +16,7 @@ use crate::config::secret::Secret;
 use crate::outbox::{
     Block, DeliveryRecord, DeliveryWithBody, Finish, Item, ItemState, Led, NewDelivery, NewDigest,
     NewItem, PlanRecord, Prunable, Recorded, Store, StoreError, StoreSize, StoredDelivery, Tokens,
-    new_id,
+    new_id, username_key,
 };
 
 mod sql;
@@ -93,11 +93,6 @@ impl SqliteStore {
         let _ = started.await;
         release
     }
-}
-
-/// Lower case and without `@`: how DM usernames are keyed.
-fn username_key(username: &str) -> String {
-    username.trim_start_matches('@').to_ascii_lowercase()
 }
 
 #[async_trait::async_trait]

@@ -87,28 +87,19 @@ pub fn save_plan(
 ) -> Result<(), StoreError> {
     let (delivery_id, now) = (plan.delivery_id.as_str(), plan.now);
     for (id, item) in items {
-        // A settling item replaces the pending one it merges with, if that one is still pending;
-        // otherwise (already claimed) it is posted on its own, with its own text.
-        let mut text = item.text.as_str();
-        let mut length = item.length;
-        let mut due = item.due_at.unwrap_or(now);
-        let mut event_kind = item.event_kind;
-        let state = if item.review { "review" } else { "pending" };
-        if let Some(merge) = item.merge.as_ref().filter(|_| !item.review) {
-            let taken = conn
-                .execute(
+        let merged = match item.merge_target() {
+            Some(merge) => {
+                conn.execute(
                     "UPDATE outbox SET state = 'folded', folded_into = ?2, updated_at = ?3
                      WHERE id = ?1 AND state = 'pending'",
                     params![merge.supersedes, id, now],
                 )
-                .map_err(unavailable)?;
-            if taken == 1 {
-                text = merge.text.as_str();
-                length = merge.length;
-                due = merge.due_at;
-                event_kind = Some(merge.event_kind);
+                .map_err(unavailable)?
+                    == 1
             }
-        }
+            None => false,
+        };
+        let stored = item.stored(now, merged);
         conn.execute(
             "INSERT INTO outbox (id, delivery_id, route, destination, recipient, kind, text, length, state,
                                  attempts, next_attempt_at, created_at, updated_at, event_kind, project, subject)
@@ -121,14 +112,14 @@ pub fn save_plan(
                 item.destination,
                 item.recipient,
                 item.kind,
-                text,
-                length as i64,
-                due,
+                stored.text,
+                stored.length as i64,
+                stored.due,
                 now,
-                event_kind,
+                stored.event_kind,
                 item.project,
                 item.subject,
-                state
+                stored.state
             ],
         )
         .map_err(unavailable)?;

@@ -346,6 +346,16 @@ pub fn sql_text(store: &Path, sql: &str) -> String {
     }
 }
 
+/// A port free on 127.0.0.1 right now, for a server the test starts by address (a daemon binary, the
+/// console's listener, chromedriver).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn github_signature(secret: &str, body: &[u8]) -> String {
     let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body);
